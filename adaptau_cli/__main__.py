@@ -1,0 +1,6 @@
+"""``python -m adaptau_cli`` runs the same app as the ``adaptau`` console script."""
+
+from adaptau_cli.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Typed settings: dataclasses, read from a TOML file, overridden by CLI flags.
+
+Every command builds its settings the same way: defaults from the dataclass,
+then the ``--config FILE.toml`` values (the whole file or its ``[section]``),
+then every flag the user actually gave (flags left at ``None`` do not override).
+``dump_toml`` writes a run's settings back so that ``config.toml`` reruns it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping, TypeVar, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from adaptau_cli.errors import UserError
+
+T = TypeVar("T")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}") from None
+
+
+def build(cls: type[T], config_file: str | Path | None = None, section: str | None = None,
+          overrides: Mapping[str, Any] | None = None) -> T:
+    """Defaults < TOML file (``[section]`` if present, else top level) < non-None overrides."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        data = read_toml(config_file)
+        if section and isinstance(data.get(section), dict):
+            data = data[section]
+        values.update(data)
+    if overrides:
+        values.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(cls, values, origin=str(config_file) if config_file else "options")
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], origin: str = "options") -> T:
+    """Build a dataclass from a mapping, rejecting unknown keys with a readable error."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"{origin}: unknown setting(s) {', '.join(unknown)} for {cls.__name__}",
+                        hint=f"known settings: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = _coerce(value, hints[key], key, origin)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{origin}: {exc}") from None
+
+
+def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
+    text = str(hint)
+    if value is None:
+        return None
+    try:
+        if hint is float or text in ("float", "float | None", "typing.Optional[float]"):
+            return float(value)
+        if hint is int or text in ("int", "int | None", "typing.Optional[int]"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if hint is bool or text in ("bool", "bool | None"):
+            if isinstance(value, str):
+                return value.lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if text.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in value.replace(" ", "").split(",") if v]
+            inner = text[text.find("[") + 1:].split(",")[0].strip()
+            conv = {"int": int, "float": float}.get(inner, lambda x: x)
+            return tuple(conv(v) for v in value)
+    except (TypeError, ValueError):
+        raise UserError(f"{origin}: setting {key!r} expects {text}, got {value!r}") from None
+    return value
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def dump_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write ``{section: {key: scalar | list}}`` as TOML (None values are omitted)."""
+    lines: list[str] = []
+    for name, table in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in table.items():
+            if value is None:
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+# --------------------------------------------------------------------------
+# Settings of each command. Defaults are documented in the README.
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PreprocessConfig:
+    """What to read and how to clean and split it; hashed into the store folder name."""
+
+    dataset: str | None = None          # registry name (ml-100k, ml-1m, gowalla, yelp2018, amazon-book, synthetic)
+    source: str | None = None           # a file or folder of the user's own data
+    format: str = "auto"                # auto|lightgcn|csv|tsv|recbole|movielens|udata|parquet
+    user_col: str | None = None
+    item_col: str | None = None
+    rating_col: str | None = None
+    time_col: str | None = None
+    sep: str | None = None
+    min_rating: float | None = None     # explicit -> implicit: keep rating >= min_rating
+    user_core: int = 0                  # iterative k-core, run to a fixed point
+    item_core: int = 0
+    split: str = "auto"                 # auto|given|random|temporal-global|temporal-user|loo-last|loo-random
+    ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
+    valid_ratio: float = 0.0            # carve a per-user validation set out of a given train split
+    seed: int = 2023
+    mirror: str | None = None           # local folder with the registry's files (offline machines)
+    home: str | None = None             # store root; default $ADAPTAU_HOME or the platform cache dir
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data; written to the run's config.toml."""
+
+    model: str = "mf"                   # mf|lightgcn
+    dim: int = 64
+    layers: int = 3                     # LightGCN propagation layers
+    epochs: int = 100
+    batch_size: int = 2048
+    num_negatives: int = 1024
+    negatives: str = "shared"           # per-row|shared|in-batch
+    lr: float = 1e-3
+    l2: float = 1e-5
+    dropout: float = 0.0
+    loss: str = "softmax"               # softmax|bpr
+    norm: str = "both"                  # both|user|item|none
+    tau_mode: str = "adap-tau"          # fixed|adap-tau0|adap-tau|none
+    tau: float = 0.16                   # the fixed temperature (tau_mode=fixed)
+    positive_in_denominator: bool = False
+    warmup_epochs: int = 10
+    warmup_gap: float = 0.7             # assumed mu+ - mu during warm-up
+    user_quantile_filter: float = 0.2   # users with count > this quantile enter tau0
+    tau_min: float = 0.02               # clamp range for tau0 / tau_u
+    tau_max: float = 2.0
+    tau_baseline: str = "mean"          # mean|quantile
+    tau_quantile: float = 0.9
+    tau_scale: float = 1.0              # the published t2
+    tau_user_positive: bool = False     # does tau_u scale the positive logit too
+    eval_every: int = 1
+    monitor: str = "recall@20"
+    patience: int = 50
+    select_on: str = "valid"            # valid|test (test = the published protocol, labelled)
+    ks: tuple[int, ...] = (10, 20, 50)
+    groups: int = 10
+    grouping: str = "mass"              # mass|count
+    seed: int = 2023
+    device: str = "auto"                # auto|cpu|cuda
+    threads: int | None = None
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    split: str = "test"                 # valid|test
+    ks: tuple[int, ...] = (10, 20, 50)
+    groups: int = 10
+    grouping: str = "mass"              # mass|count
+    batch_users: int = 1024
+    device: str = "auto"
