@@ -95,11 +95,327 @@ def preprocess_overrides(dataset, source, format, user_col, item_col, rating_col
 # ---------------------------------------------------------------------------
 # data commands: preprocess, datasets                          (issue: data)
 # ---------------------------------------------------------------------------
+ForceOpt = Annotated[bool, typer.Option("--force", help="Rebuild even if this dataset is already prepared.")]
+ListOpt = Annotated[bool, typer.Option("--list", help="Show the registry and the prepared datasets, then exit.")]
+
+
+@app.command("preprocess")
+def preprocess_cmd(
+    dataset: DatasetArg = None,
+    source: SourceOpt = None,
+    format: FormatOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    rating_col: RatingColOpt = None,
+    time_col: TimeColOpt = None,
+    sep: SepOpt = None,
+    min_rating: MinRatingOpt = None,
+    user_core: UserCoreOpt = None,
+    item_core: ItemCoreOpt = None,
+    split: SplitOpt = None,
+    valid_ratio: ValidRatioOpt = None,
+    seed: SeedOpt = None,
+    mirror: MirrorOpt = None,
+    home: HomeOpt = None,
+    force: ForceOpt = False,
+    list_: ListOpt = False,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download or read a dataset, clean and split it, and store it as parquet (reused when unchanged)."""
+    from adaptau_cli.config import PreprocessConfig, build
+    from adaptau_cli.data.prepare import list_datasets, prepare
+    from adaptau_cli.ui import emit
+
+    if list_:
+        emit(list_datasets(home), as_json, _render_datasets)
+        return
+    cfg = build(PreprocessConfig, config, "dataset", preprocess_overrides(
+        dataset, source, format, user_col, item_col, rating_col, time_col, sep, min_rating, user_core,
+        item_core, split, valid_ratio, seed, mirror, home))
+    result = prepare(cfg, force=force, quiet=quiet)
+    emit(_preprocess_payload(result), as_json, _render_preprocess)
+
+
+@app.command("datasets")
+def datasets_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the dataset registry and the datasets prepared in the store."""
+    from adaptau_cli.data.prepare import list_datasets
+    from adaptau_cli.ui import emit
+
+    emit(list_datasets(home), as_json, _render_datasets)
+
+
+def _preprocess_payload(result) -> dict:
+    m = result.dataset.manifest
+    return {"name": m.get("name"), "path": str(result.path), "reused": result.reused,
+            "seconds": round(result.seconds, 3), "n_users": m.get("n_users"), "n_items": m.get("n_items"),
+            "content_hash": m.get("content_hash"), "source": m.get("source"), "options": m.get("options"),
+            "cleaning": m.get("cleaning"), "stats": m.get("stats")}
+
+
+def _render_preprocess(p: dict) -> None:
+    from rich.table import Table
+
+    how = "reused" if p["reused"] else f"built in {p['seconds']:.2f} s"
+    opts = p.get("options") or {}
+    table = Table(title=f"{p['name']}: {p['n_users']:,} users x {p['n_items']:,} items, "
+                        f"split {opts.get('split')}", caption=how, title_justify="left", caption_justify="left")
+    for col in ("split", "users", "items", "interactions", "density", "popularity Gini"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for name in ("train", "valid", "test", "all"):
+        s = (p.get("stats") or {}).get(name, {})
+        table.add_row(name, f"{s.get('users', 0):,}", f"{s.get('items', 0):,}", f"{s.get('interactions', 0):,}",
+                      f"{s.get('density', 0):.5f}", f"{s.get('gini', 0):.3f}")
+    err_console.print(table)
+    cleaning = p.get("cleaning") or {}
+    removed = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in cleaning.items()
+                        if k in ("duplicates_removed", "kcore_removed", "split_dropped") and v)
+    if removed:
+        err_console.print(f"cleaning: {removed}", highlight=False)
+    err_console.print(f"store: {p['path']}", highlight=False, soft_wrap=True)
+
+
+def _render_datasets(p: dict) -> None:
+    from rich.table import Table
+
+    reg = Table(title="Registry", title_justify="left")
+    for col in ("name", "size", "downloaded", "prepared"):
+        reg.add_column(col, overflow="fold")
+    for e in p["registry"]:
+        reg.add_row(e["name"], e.get("stats") or "", "built-in" if e["kind"] == "synthetic" else
+                    ("yes" if e["downloaded"] else "no"), str(e["prepared"]))
+    err_console.print(reg)
+    prepared = Table(title=f"Prepared in {p['root']}", title_justify="left")
+    for col in ("name", "split", "users", "items", "train", "valid", "test", "folder"):
+        prepared.add_column(col, justify="right" if col in ("users", "items", "train", "valid", "test") else "left",
+                            overflow="fold")
+    for d in p["prepared"]:
+        inter = d.get("interactions") or {}
+        prepared.add_row(d["name"] or "?", str(d.get("split")), f"{d.get('n_users') or 0:,}",
+                         f"{d.get('n_items') or 0:,}", *(f"{inter.get(k) or 0:,}" for k in ("train", "valid", "test")),
+                         Path(d["path"]).name)
+    err_console.print(prepared)
+    if not p["prepared"]:
+        err_console.print("nothing prepared yet: try `adaptau preprocess synthetic`", highlight=False)
+
 
 
 # ---------------------------------------------------------------------------
 # training commands: train, estimate-tau                       (issue: engine)
 # ---------------------------------------------------------------------------
+SplitSeedOpt = Annotated[Optional[int], typer.Option(
+    "--split-seed", help="Seed of the dataset split (preprocess's --seed); --seed is the training seed.")]
+
+
+def _section_settings(cls, config_file, section: str, overrides: dict):
+    """Settings of one [section] of a TOML file (absent section: defaults) < flags."""
+    from adaptau_cli import config as cfgmod
+
+    if config_file is not None:
+        data = cfgmod.read_toml(config_file)
+        if section not in data and any(isinstance(v, dict) for v in data.values()):
+            config_file = None  # the file has other sections only
+    return cfgmod.build(cls, config_file, section, overrides)
+
+
+def _dataset_settings(config_file, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
+                      min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home):
+    from adaptau_cli.config import PreprocessConfig
+
+    overrides = preprocess_overrides(dataset, source, format, user_col, item_col, rating_col, time_col, sep,
+                                     min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home)
+    data_cfg = _section_settings(PreprocessConfig, config_file, "dataset", overrides)
+    # a dataset named on the command line replaces the one of the file
+    if dataset and not source:
+        data_cfg.source = None
+    elif source and not dataset:
+        data_cfg.dataset = None
+    return data_cfg
+
+
+def _default_run_dir(data_cfg, train_cfg) -> Path:
+    name = data_cfg.dataset or Path(data_cfg.source or "data").stem
+    base = Path("runs") / f"{name}-{train_cfg.model}-{train_cfg.tau_mode}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+@app.command("train")
+def train_cmd(
+    dataset: DatasetArg = None, source: SourceOpt = None, format: FormatOpt = None, user_col: UserColOpt = None,
+    item_col: ItemColOpt = None, rating_col: RatingColOpt = None, time_col: TimeColOpt = None, sep: SepOpt = None,
+    min_rating: MinRatingOpt = None, user_core: UserCoreOpt = None, item_core: ItemCoreOpt = None,
+    split: SplitOpt = None, valid_ratio: ValidRatioOpt = None, split_seed: SplitSeedOpt = None,
+    mirror: MirrorOpt = None, home: HomeOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="mf|lightgcn (default mf).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 100).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Pairs per batch (default 2048).")] = None,
+    num_negatives: Annotated[Optional[int], typer.Option(
+        "--num-negatives", help="M negatives per positive (per-row) or per batch (shared); default 1024.")] = None,
+    negatives: Annotated[Optional[str], typer.Option(
+        "--negatives", help="per-row (faithful) | shared (fast, default) | in-batch (LightGCN setup).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None,
+    l2: Annotated[Optional[float], typer.Option("--l2", help="L2 on the raw batch rows (default 1e-5).")] = None,
+    dim: Annotated[Optional[int], typer.Option("--dim", help="Embedding size (default 64).")] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="LightGCN layers (default 3).")] = None,
+    dropout: Annotated[Optional[float], typer.Option(
+        "--dropout", help="Dropout on the MF user embedding / LightGCN layers (default 0).")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="softmax (default) | bpr.")] = None,
+    tau_mode: Annotated[Optional[str], typer.Option(
+        "--tau-mode", help="fixed | adap-tau0 | adap-tau (default) | none (tau = 1, for --norm none).")] = None,
+    tau: Annotated[Optional[float], typer.Option("--tau", help="Temperature of --tau-mode fixed (default 0.16).")] = None,
+    norm: Annotated[Optional[str], typer.Option(
+        "--norm", help="both (cosine, default) | user | item | none (inner product).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(
+        "--warmup-epochs", help="Epochs on the data-only prior tau0 before the closed form (default 10).")] = None,
+    tau_baseline: Annotated[Optional[str], typer.Option(
+        "--tau-baseline", help="Baseline of the per-user loss: mean (default) | quantile.")] = None,
+    tau_quantile: Annotated[Optional[float], typer.Option(
+        "--tau-quantile", help="Quantile for --tau-baseline quantile (default 0.9).")] = None,
+    tau_scale: Annotated[Optional[float], typer.Option(
+        "--tau-scale", help="Scale of (L_u - baseline), the published t2 (default 1.0).")] = None,
+    tau_user_positive: Annotated[Optional[bool], typer.Option(
+        "--tau-user-positive/--no-tau-user-positive",
+        help="Scale the positive logit by tau_u too (default: no, the global tau0 as published).")] = None,
+    positive_in_denominator: Annotated[Optional[bool], typer.Option(
+        "--positive-in-denominator/--no-positive-in-denominator",
+        help="Keep the positive in the softmax denominator (default: no, as the published code).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Validate every N epochs (default 1).")] = None,
+    monitor: Annotated[Optional[str], typer.Option("--monitor", help="Early-stopping metric (default recall@20).")] = None,
+    patience: Annotated[Optional[int], typer.Option("--patience", help="Epochs without gain before stopping (default 50).")] = None,
+    select_on: Annotated[Optional[str], typer.Option(
+        "--select-on", help="valid (default) | test (the published protocol; labelled as such).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/NAME-MODEL-TAUMODE).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this directory.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Training seed (default 2023).")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto (default) | cpu | cuda.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
+    quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Train MF or LightGCN with a fixed, Adap-τ0 or Adap-τ temperature; write a run directory."""
+    from adaptau_cli.config import TrainConfig
+    from adaptau_cli.data.prepare import prepare_dataset
+    from adaptau_cli.errors import UserError
+    from adaptau_cli.train import train as run_training
+    from adaptau_cli.ui import emit
+
+    if resume is not None:
+        if out is not None and Path(out) != Path(resume):
+            raise UserError("--resume and --out name different run directories")
+        out = resume
+        if config is None:
+            if not (Path(resume) / "config.toml").is_file():
+                raise UserError(f"nothing to resume: {Path(resume) / 'config.toml'} not found")
+            config = Path(resume) / "config.toml"
+    data_cfg = _dataset_settings(config, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
+                                 min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home)
+    overrides = dict(model=model, epochs=epochs, batch_size=batch_size, num_negatives=num_negatives,
+                     negatives=negatives, lr=lr, l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
+                     tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs, tau_baseline=tau_baseline,
+                     tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,
+                     positive_in_denominator=positive_in_denominator, eval_every=eval_every, monitor=monitor,
+                     patience=patience, select_on=select_on, seed=seed, device=device, threads=threads)
+    train_cfg = _section_settings(TrainConfig, config, "train", overrides)
+    ds = prepare_dataset(data_cfg, quiet=quiet)
+    out = Path(out) if out is not None else _default_run_dir(data_cfg, train_cfg)
+    result = run_training(train_cfg, data_cfg, ds, out, resume=resume is not None, quiet=quiet)
+    payload = {k: v for k, v in result.report.items() if k not in ("train_config", "data_config")}
+
+    def render(p):
+        from rich.table import Table
+
+        from adaptau_cli.ui import err_console
+
+        table = Table(title=f"{out}: best epoch {p['best_epoch']} of {p['epochs_run']} "
+                            f"(selected on {p['selection']})")
+        table.add_column("split")
+        ks = sorted({int(k.split("@")[1]) for k in (p["test_metrics"] or p["valid_metrics"] or {})})
+        for k in ks:
+            table.add_column(f"recall@{k}", justify="right")
+            table.add_column(f"ndcg@{k}", justify="right")
+        for name, metrics in (("valid", p["valid_metrics"]), ("test", p["test_metrics"])):
+            if metrics:
+                label = name + (" (published protocol)" if name == "test" and p["selection"] != "valid" else "")
+                table.add_row(label, *[f"{metrics[f'{m}@{k}']:.4f}" for k in ks for m in ("recall", "ndcg")])
+        err_console.print(table)
+        err_console.print(f"tau0 {p['tau0_final']:.4f}  positive in denominator: "
+                          f"{'yes' if p['positive_in_denominator'] else 'no'}  run: {out}", highlight=False)
+
+    emit(payload, as_json, None if quiet else render)
+
+
+@app.command("estimate-tau")
+def estimate_tau_cmd(
+    dataset: DatasetArg = None, source: SourceOpt = None, format: FormatOpt = None, user_col: UserColOpt = None,
+    item_col: ItemColOpt = None, rating_col: RatingColOpt = None, time_col: TimeColOpt = None, sep: SepOpt = None,
+    min_rating: MinRatingOpt = None, user_core: UserCoreOpt = None, item_core: ItemCoreOpt = None,
+    split: SplitOpt = None, valid_ratio: ValidRatioOpt = None, split_seed: SplitSeedOpt = None,
+    mirror: MirrorOpt = None, home: HomeOpt = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", help="A run directory or checkpoint: also estimate from its embeddings.")] = None,
+    gap: Annotated[Optional[float], typer.Option("--gap", help="Assumed mu+ - mu of the prior (default 0.7).")] = None,
+    quantile: Annotated[Optional[float], typer.Option(
+        "--user-quantile", help="Users with training count above this quantile enter (default 0.2).")] = None,
+    as_json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Print tau0 and w0 = 1/tau0 with every ingredient (data-only prior; closed form given a checkpoint)."""
+    from adaptau_cli.config import TrainConfig
+    from adaptau_cli.data.prepare import prepare_dataset
+    from adaptau_cli.estimate import estimate_tau
+    from adaptau_cli.runs import load_run, open_run_dataset
+    from adaptau_cli.ui import emit
+
+    run = load_run(checkpoint) if checkpoint is not None else None
+    named = any(v is not None for v in (dataset, source, config))
+    if run is not None and not named:
+        ds = open_run_dataset(run)
+        train_cfg = run.train_config
+    else:
+        data_cfg = _dataset_settings(config, dataset, source, format, user_col, item_col, rating_col, time_col,
+                                     sep, min_rating, user_core, item_core, split, valid_ratio, split_seed,
+                                     mirror, home)
+        ds = prepare_dataset(data_cfg, quiet=quiet)
+        base = run.train_config if run is not None else None
+        train_cfg = base or _section_settings(TrainConfig, config, "train", {})
+    if gap is not None:
+        train_cfg.warmup_gap = gap
+    if quantile is not None:
+        train_cfg.user_quantile_filter = quantile
+    est = estimate_tau(ds, train_cfg, run)
+
+    def render(e):
+        from rich.table import Table
+
+        from adaptau_cli.ui import err_console
+
+        table = Table(title=f"tau0 of {e['dataset']}", show_header=False)
+        table.add_column("what")
+        table.add_column("value", justify="right")
+        rows = [("n' (users above the quantile)", e["n_users_filtered"]), ("m (items)", e["n_items"]),
+                ("|D'| (their training pairs)", e["n_pairs_filtered"]),
+                ("log(n'm / 2|D'|)", f"{e['log_term']:.4f}"),
+                (f"prior tau0 (gap {e['warmup_gap']:g})", f"{e['prior_tau0']:.4f}"),
+                ("prior w0 = 1/tau0", f"{e['prior_w0']:.4f}")]
+        if e["checkpoint"]:
+            rows += [("checkpoint", f"{e['checkpoint']} (epoch {e['epoch']})"),
+                     ("mu+ (positive pairs)", f"{e['mu_pos']:.6f}"), ("mu (all pairs)", f"{e['mu']:.6f}"),
+                     ("sigma+^2", f"{e['var_pos']:.6f}"), ("sigma^2", f"{e['var']:.6f}"),
+                     ("tau0 full", f"{e['tau0_full']:.4f}"), ("w0 full", f"{e['w0_full']:.4f}"),
+                     ("tau0 simplified", f"{e['tau0_simplified']:.4f}"),
+                     ("w0 simplified", f"{e['w0_simplified']:.4f}"),
+                     ("tau0 training would use", f"{e['tau0_used']:.4f}")]
+            if e["guard_reason"]:
+                rows.append(("guard", e["guard_reason"]))
+        for what, value in rows:
+            table.add_row(what, str(value))
+        err_console.print(table)
+
+    emit(est.to_dict(), as_json, render)
 
 
 # ---------------------------------------------------------------------------

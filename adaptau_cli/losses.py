@@ -1,0 +1,351 @@
+"""Training losses: sampled softmax with per-row / shared / in-batch negatives, and BPR.
+
+The sampled softmax of a row (user u, positive i, negatives N) is
+
+    L = -w_pos·f(u,i) + logsumexp_{j∈N}(w_u·f(u,j))            (positive excluded)
+    L = -w_pos·f(u,i) + logsumexp({w_pos·f(u,i)} ∪ {w_u·f(u,j)})  (positive included)
+
+with w = 1/τ. ``w_u`` is a per-row vector (Adap-τ's 1/τ_u) or a scalar, and
+``w_pos`` is the global 1/τ0 (the published choice) or the same per-row vector.
+The published code leaves the positive out of the denominator; the paper's
+formula keeps it in; ``positive_in_denominator`` selects.
+
+Negatives (why three):
+* ``per-row``: M uniform items per positive, with replacement, no filtering of
+  the user's positives — the faithful MF setup. Scores are either gathered
+  from one dense (B×m) product (when the catalogue is small next to M, a GEMM
+  beats gathering B·M·d floats) or computed in bounded-memory row chunks by
+  ``GatherScores`` (a custom autograd function that recomputes the gathered
+  rows in backward instead of keeping a B×M×d tensor alive).
+* ``shared``: M uniform items for the whole batch: scores are one (B×d)(d×M)
+  product, the fast mode.
+* ``in-batch``: the other positives of the batch (the published LightGCN
+  setup); the diagonal (the row's own positive) is masked out of the negatives.
+
+L2 (the published setup): ``l2·(‖e_u‖² + ‖e_i‖² + ‖e_negs‖²)/(2B)`` on the raw
+(unnormalized, layer-0) rows. Per-row counts every one of the B·M negative
+rows; shared counts each shared row once per batch row (so the term equals
+per-row's in expectation); in-batch has no separate negative rows.
+
+Every loss also returns the per-row loss at τ = 1, detached (Adap-τ's L_u is
+its per-user mean over the previous epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.nn import functional as F
+
+NEGATIVES = ("per-row", "shared", "in-batch")
+LOSSES = ("softmax", "bpr")
+NORMS = ("both", "user", "item", "none")
+CHUNK_ELEMENTS = 1 << 23   # gathered floats per chunk in the chunked per-row path (32 MiB)
+DENSE_LIMIT = 1 << 26      # the dense per-row path is used while B·m stays under this
+
+
+def normalize_flags(norm: str) -> tuple[bool, bool]:
+    """(normalize users, normalize items) for ``--norm both|user|item|none``."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r} (expected one of {', '.join(NORMS)})")
+    return norm in ("both", "user"), norm in ("both", "item")
+
+
+def maybe_normalize(x: torch.Tensor, on: bool) -> torch.Tensor:
+    return F.normalize(x, dim=-1, eps=1e-12) if on else x
+
+
+# ---------------------------------------------------------------------------
+# scores
+# ---------------------------------------------------------------------------
+
+class GatherScores(torch.autograd.Function):
+    """scores[b, j] = u[b] · table[idx[b, j]] in row chunks, never holding B×M×d for backward."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, table: torch.Tensor, idx: torch.Tensor, chunk: int):
+        B, M = idx.shape
+        out = u.new_empty(B, M)
+        for s in range(0, B, chunk):
+            rows = table[idx[s:s + chunk]]                       # (c, M, d)
+            out[s:s + chunk] = torch.bmm(rows, u[s:s + chunk, :, None]).squeeze(-1)
+        ctx.save_for_backward(u, table, idx)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, table, idx = ctx.saved_tensors
+        chunk = ctx.chunk
+        grad = grad.contiguous()
+        gu = torch.empty_like(u) if ctx.needs_input_grad[0] else None
+        gt = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
+        d = u.shape[1]
+        for s in range(0, idx.shape[0], chunk):
+            g = grad[s:s + chunk]                                # (c, M)
+            ix = idx[s:s + chunk]
+            if gu is not None:
+                gu[s:s + chunk] = torch.bmm(g[:, None, :], table[ix]).squeeze(1)
+            if gt is not None:
+                contrib = g[:, :, None] * u[s:s + chunk, None, :]  # (c, M, d)
+                gt.index_add_(0, ix.reshape(-1), contrib.reshape(-1, d))
+        return gu, gt, None, None
+
+
+def per_row_scores(u: torch.Tensor, items: torch.Tensor, idx: torch.Tensor,
+                   strategy: str = "auto") -> torch.Tensor:
+    """(B, M) scores of each row against its own sampled items ``idx`` (B, M).
+
+    ``dense``: one (B×m) product then a gather; ``chunked``: ``GatherScores``;
+    ``auto``: dense while the catalogue is at most 4·M items and B·m fits DENSE_LIMIT.
+    """
+    B, M = idx.shape
+    m = items.shape[0]
+    if strategy == "auto":
+        strategy = "dense" if (m <= 4 * M and B * m <= DENSE_LIMIT) else "chunked"
+    if strategy == "dense":
+        return torch.gather(u @ items.t(), 1, idx)
+    if strategy == "chunked":
+        chunk = max(1, CHUNK_ELEMENTS // max(1, M * u.shape[1]))
+        return GatherScores.apply(u, items, idx, chunk)
+    raise ValueError(f"unknown per-row strategy {strategy!r}")
+
+
+# ---------------------------------------------------------------------------
+# the fused shared / in-batch softmax (the fast path)
+# ---------------------------------------------------------------------------
+
+FUSED_CHUNK_ELEMENTS = 1 << 18   # rows per chunk x M: ~1 MiB of float32, stays in L2
+
+
+class FusedMatrixSoftmax(torch.autograd.Function):
+    """Per-row sampled softmax over the score matrix S = u·nᵀ, fused and chunked by rows.
+
+    Why: with shared (or in-batch) negatives the work is three (B×d)(d×M)
+    GEMMs, but a plain autograd graph also makes ~10 passes over the B×M
+    logits in main memory (scale, max, subtract, exp, sum, the τ=1 copy, the
+    backward softmax) which cost more than the GEMMs on a CPU. Here every
+    elementwise step runs on a cache-sized block of rows right after its GEMM;
+    S is kept for backward and nothing else of size B×M is.
+
+    Inputs: u (B,d), n (M,d), lp (B,) positive logits already scaled
+    (w_pos·f(u,i)), w (B,) = 1/τ_u for the negatives (not differentiated),
+    ``include_pos``: the positive in the denominator; ``mask_diag``: in-batch
+    (entry (r, r) is the row's own positive, not a negative).
+    Returns (loss rows (B,), loss rows at τ = 1 (B,), not differentiable).
+    The τ = 1 row uses the raw positive score ``pos1`` (B,).
+    """
+
+    @staticmethod
+    def forward(ctx, u, n, lp, w, pos1, include_pos: bool, mask_diag: bool, chunk: int, bounded: bool,
+                want_tau1: bool):
+        B = u.shape[0]
+        M = n.shape[0]
+        nt = n.t()
+        S = u.new_empty(B, M)
+        lse = u.new_empty(B)
+        lse1 = u.new_zeros(B) if not want_tau1 else u.new_empty(B)
+        for r0 in range(0, B, chunk):
+            r1 = min(B, r0 + chunk)
+            Sc = S[r0:r1]
+            torch.mm(u[r0:r1], nt, out=Sc)
+            z = Sc * w[r0:r1, None]
+            if mask_diag:
+                rr = torch.arange(r0, r1, device=u.device)
+                z[rr - r0, rr] = float("-inf")
+            head = lp[r0:r1]
+            mx = z.amax(1)
+            if include_pos:
+                mx = torch.maximum(mx, head)
+            if mask_diag:  # a row with no negative at all (B = 1) has max -inf
+                mx = torch.nan_to_num(mx, neginf=0.0)
+            tot = z.sub_(mx[:, None]).exp_().sum(1)
+            if include_pos:
+                tot = tot + torch.exp(head - mx)
+            lse[r0:r1] = torch.log(tot).add_(mx)
+            if not want_tau1:
+                continue
+            # the same rows at tau = 1: cosines are bounded, so no max shift is needed
+            z1 = torch.exp(Sc, out=z)
+            if mask_diag:
+                z1[rr - r0, rr] = 0.0
+            if bounded:
+                tot1 = z1.sum(1)
+                if include_pos:
+                    tot1 = tot1 + torch.exp(pos1[r0:r1])
+                lse1[r0:r1] = torch.log(tot1)
+            else:
+                z1 = Sc.clone()
+                if mask_diag:
+                    z1[rr - r0, rr] = float("-inf")
+                mx1 = z1.amax(1)
+                if include_pos:
+                    mx1 = torch.maximum(mx1, pos1[r0:r1])
+                if mask_diag:
+                    mx1 = torch.nan_to_num(mx1, neginf=0.0)
+                tot1 = z1.sub_(mx1[:, None]).exp_().sum(1)
+                if include_pos:
+                    tot1 = tot1 + torch.exp(pos1[r0:r1] - mx1)
+                lse1[r0:r1] = torch.log(tot1).add_(mx1)
+        ctx.save_for_backward(u, n, lp, w, S, lse)
+        ctx.include_pos, ctx.mask_diag, ctx.chunk = include_pos, mask_diag, chunk
+        rows1 = lse1 - pos1
+        ctx.mark_non_differentiable(rows1)
+        return lse - lp, rows1
+
+    @staticmethod
+    def backward(ctx, g, _g1):
+        u, n, lp, w, S, lse = ctx.saved_tensors
+        B = u.shape[0]
+        chunk = ctx.chunk
+        gu = torch.empty_like(u)
+        gn = torch.zeros_like(n)
+        g = g.contiguous()
+        for r0 in range(0, B, chunk):
+            r1 = min(B, r0 + chunk)
+            z = S[r0:r1] * w[r0:r1, None]
+            z.sub_(lse[r0:r1, None]).exp_()            # softmax probabilities
+            if ctx.mask_diag:
+                rr = torch.arange(r0, r1, device=u.device)
+                z[rr - r0, rr] = 0.0
+            z.mul_((g[r0:r1] * w[r0:r1])[:, None])     # dL/dS
+            torch.mm(z, n, out=gu[r0:r1])
+            gn.addmm_(z.t(), u[r0:r1])
+        glp = -g
+        if ctx.include_pos:
+            glp = glp + g * torch.exp(lp - lse)
+        return gu, gn, glp, None, None, None, None, None, None, None
+
+
+def fused_matrix_softmax(u: torch.Tensor, n: torch.Tensor, pos: torch.Tensor, w_neg=1.0, w_pos=1.0,
+                         positive_in_denominator: bool = False, mask_diag: bool = False,
+                         bounded: bool = False, want_tau1: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the softmax over S = u·nᵀ (and the τ = 1 rows); see ``FusedMatrixSoftmax``.
+
+    ``bounded``: the scores are cosines (|S| <= 1), so the τ = 1 rows need no max shift.
+    """
+    B, M = u.shape[0], n.shape[0]
+    w = w_neg.to(u.dtype) if isinstance(w_neg, torch.Tensor) else torch.full((B,), float(w_neg), dtype=u.dtype, device=u.device)
+    w = w.detach().expand(B).contiguous()
+    lp = pos * (w_pos.to(pos.dtype) if isinstance(w_pos, torch.Tensor) else w_pos)
+    chunk = max(1, FUSED_CHUNK_ELEMENTS // max(1, M))
+    return FusedMatrixSoftmax.apply(u, n, lp, w, pos.detach(), bool(positive_in_denominator), mask_diag, chunk,
+                                    bool(bounded), bool(want_tau1))
+
+
+# ---------------------------------------------------------------------------
+# losses on score matrices
+# ---------------------------------------------------------------------------
+
+def _as_col(w, like: torch.Tensor) -> torch.Tensor | float:
+    if isinstance(w, torch.Tensor) and w.dim() == 1:
+        return w.to(like.dtype)[:, None]
+    return w if not isinstance(w, torch.Tensor) else w.to(like.dtype)
+
+
+def softmax_rows(pos: torch.Tensor, neg: torch.Tensor, w_neg=1.0, w_pos=1.0,
+                 positive_in_denominator: bool = False, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row sampled-softmax loss. ``pos`` (B,), ``neg`` (B, M), ``w_*`` scalar or (B,) = 1/τ.
+
+    ``neg_mask`` (B, M) bool marks the entries that count as negatives.
+    """
+    lp = pos * (w_pos.to(pos.dtype) if isinstance(w_pos, torch.Tensor) else w_pos)
+    ln = neg * _as_col(w_neg, neg)
+    if neg_mask is not None:
+        ln = ln.masked_fill(~neg_mask, float("-inf"))
+    if positive_in_denominator:
+        ln = torch.cat([lp[:, None], ln], 1)
+    return torch.logsumexp(ln, 1) - lp
+
+
+def bpr_rows(pos: torch.Tensor, neg: torch.Tensor, w_neg=1.0, w_pos=1.0,
+             neg_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row BPR: mean over the row's negatives of ``-log σ(w_pos·f(u,i) - w_u·f(u,j))``."""
+    lp = pos * (w_pos.to(pos.dtype) if isinstance(w_pos, torch.Tensor) else w_pos)
+    ln = neg * _as_col(w_neg, neg)
+    terms = F.softplus(ln - lp[:, None])
+    if neg_mask is not None:
+        terms = terms * neg_mask
+        return terms.sum(1) / neg_mask.sum(1).clamp(min=1)
+    return terms.mean(1)
+
+
+# ---------------------------------------------------------------------------
+# one batch, end to end
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class BatchLoss:
+    loss: torch.Tensor                    # scalar: mean row loss + L2 term (what is back-propagated)
+    row_loss: torch.Tensor                # (B,) detached, at the run's temperatures
+    row_loss_tau1: torch.Tensor | None    # (B,) detached, at τ = 1 (for Adap-τ's L_u), if asked
+    pos_score: torch.Tensor               # (B,) detached positive-pair scores f(u, i)
+
+
+def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor,
+               pos_items: torch.Tensor, neg_items: torch.Tensor | None, *, negatives: str = "shared",
+               loss: str = "softmax", norm: str = "both", w_neg=1.0, w_pos=1.0,
+               positive_in_denominator: bool = False, l2: float = 0.0,
+               user_weight: torch.Tensor | None = None, item_weight: torch.Tensor | None = None,
+               track_tau1: bool = False, per_row_strategy: str = "auto", fused: bool = True) -> BatchLoss:
+    """The loss of one batch from the model's (user, item) tables.
+
+    ``neg_items``: (B, M) for per-row, (M,) for shared, ignored for in-batch.
+    ``user_weight``/``item_weight``: the raw layer-0 tables the L2 term is taken on
+    (default: the given tables). ``w_neg``/``w_pos``: 1/τ, scalar or (B,).
+    ``fused``: use ``FusedMatrixSoftmax`` for the softmax with shared / in-batch
+    negatives (same numbers as the plain autograd path, which the tests check).
+    """
+    if negatives not in NEGATIVES:
+        raise ValueError(f"unknown negatives {negatives!r} (expected one of {', '.join(NEGATIVES)})")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(LOSSES)})")
+    nu, ni = normalize_flags(norm)
+    B = users.shape[0]
+    u = maybe_normalize(user_table.index_select(0, users), nu)
+    p = maybe_normalize(item_table.index_select(0, pos_items), ni)
+    pos = (u * p).sum(1)
+    mask = None
+    tau1 = None
+    use_fused = fused and loss == "softmax" and negatives in ("shared", "in-batch")
+    if use_fused:
+        n = maybe_normalize(item_table.index_select(0, neg_items), ni) if negatives == "shared" else p
+        rows, rows1 = fused_matrix_softmax(u, n, pos, w_neg, w_pos, positive_in_denominator,
+                                           mask_diag=negatives == "in-batch", bounded=nu and ni,
+                                           want_tau1=track_tau1)
+        tau1 = rows1 if track_tau1 else None
+    elif negatives == "shared":
+        n = maybe_normalize(item_table.index_select(0, neg_items), ni)
+        neg = u @ n.t()
+    elif negatives == "per-row":
+        items = maybe_normalize(item_table, ni)
+        neg = per_row_scores(u, items, neg_items, per_row_strategy)
+    else:
+        neg = u @ p.t()
+        mask = ~torch.eye(B, dtype=torch.bool, device=u.device)
+
+    if not use_fused:
+        if loss == "softmax":
+            rows = softmax_rows(pos, neg, w_neg, w_pos, positive_in_denominator, mask)
+        else:
+            rows = bpr_rows(pos, neg, w_neg, w_pos, mask)
+        if track_tau1:
+            with torch.no_grad():
+                if loss == "softmax":
+                    tau1 = softmax_rows(pos.detach(), neg.detach(), 1.0, 1.0, positive_in_denominator, mask)
+                else:
+                    tau1 = bpr_rows(pos.detach(), neg.detach(), 1.0, 1.0, mask)
+    total = rows.mean()
+
+    if l2 > 0:
+        uw = user_table if user_weight is None else user_weight
+        iw = item_table if item_weight is None else item_weight
+        reg = uw.index_select(0, users).pow(2).sum() + iw.index_select(0, pos_items).pow(2).sum()
+        if negatives == "per-row":
+            reg = reg + iw.pow(2).sum(1)[neg_items].sum()
+        elif negatives == "shared":
+            reg = reg + B * iw.index_select(0, neg_items).pow(2).sum()
+        total = total + l2 * reg / (2.0 * B)
+
+    return BatchLoss(total, rows.detach(), tau1, pos.detach())

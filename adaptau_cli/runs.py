@@ -1,0 +1,116 @@
+"""Reading a finished (or interrupted) run back: its settings, model, history and dataset.
+
+``load_run(path)`` accepts a run directory (its ``checkpoint-best.pt``, else
+``checkpoint-last.pt``) or a checkpoint file, and returns a ``LoadedRun``
+whose model is in eval mode on the requested device. The dataset is not
+stored in a checkpoint, only its fingerprint: ``open_run_dataset`` prepares
+(or reuses) it from the run's own ``[dataset]`` settings and refuses it if the
+content differs, and ``scoring_embeddings`` refuses any other dataset — a
+model is meaningless on a dataset whose user/item indices mean something else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from adaptau_cli.config import PreprocessConfig, TrainConfig, from_dict
+from adaptau_cli.data.dataset import PreparedDataset
+from adaptau_cli.errors import UserError
+from adaptau_cli.models import build_model
+from adaptau_cli.train import _load_checkpoint, model_embeddings
+
+
+@dataclasses.dataclass(eq=False)
+class LoadedRun:
+    run_dir: Path | None
+    checkpoint_path: Path
+    train_config: TrainConfig
+    data_config: PreprocessConfig
+    dataset_fingerprint: str
+    dataset_name: str
+    epoch: int
+    model: torch.nn.Module
+    history: pd.DataFrame | None
+    tau_state: dict[str, Any]
+    device: str = "cpu"
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def check_dataset(self, dataset: PreparedDataset) -> None:
+        """UserError unless ``dataset`` is the one this model was trained on."""
+        if dataset.fingerprint != self.dataset_fingerprint:
+            raise UserError(f"{self.checkpoint_path} was trained on dataset {self.dataset_name!r} "
+                            f"(fingerprint {self.dataset_fingerprint}), not on {dataset.name!r} "
+                            f"(fingerprint {dataset.fingerprint})",
+                            hint="use the dataset options the run was trained with (see its config.toml)")
+
+    def _embeddings(self, dataset: PreparedDataset):
+        self.check_dataset(dataset)
+        if "emb" not in self._cache:
+            if getattr(self.model, "graph", "absent") is None:  # LightGCN: rebuild the training graph
+                self.model.set_graph(dataset.train.users, dataset.train.items)
+            self._cache["emb"] = model_embeddings(self.model, self.train_config.norm)
+        return self._cache["emb"]
+
+    def scoring_embeddings(self, dataset: PreparedDataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, items) as the model scores them (normalized per ``norm``): ranking = inner product."""
+        u, i, _ = self._embeddings(dataset)
+        return u, i
+
+    def raw_item_norms(self, dataset: PreparedDataset) -> np.ndarray:
+        """‖e_i‖ of the item embeddings before normalization (LightGCN: after propagation)."""
+        _, _, raw = self._embeddings(dataset)
+        return raw.norm(dim=1).double().cpu().numpy()
+
+
+def _resolve_checkpoint(path: Path) -> tuple[Path | None, Path]:
+    if path.is_dir():
+        for name in ("checkpoint-best.pt", "checkpoint-last.pt"):
+            if (path / name).is_file():
+                return path, path / name
+        raise UserError(f"{path} holds no checkpoint (checkpoint-best.pt or checkpoint-last.pt)")
+    if path.is_file():
+        parent = path.parent
+        run_dir = parent if (parent / "config.toml").is_file() else None
+        return run_dir, path
+    raise UserError(f"run not found: {path}")
+
+
+def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
+    """Load a run directory or a checkpoint file; the model comes back in eval mode on ``device``."""
+    run_dir, ckpt_path = _resolve_checkpoint(Path(path))
+    ckpt = _load_checkpoint(ckpt_path)
+    train_cfg = from_dict(TrainConfig, ckpt["train_config"], origin=str(ckpt_path))
+    data_cfg = from_dict(PreprocessConfig, ckpt["data_config"], origin=str(ckpt_path))
+    model = build_model(train_cfg.model, int(ckpt["n_users"]), int(ckpt["n_items"]), train_cfg.dim,
+                        train_cfg.layers, train_cfg.dropout)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    history = None
+    if run_dir is not None and (run_dir / "history.parquet").is_file():
+        history = pd.read_parquet(run_dir / "history.parquet")
+    elif ckpt.get("history"):
+        history = pd.DataFrame(ckpt["history"])
+    return LoadedRun(run_dir=run_dir, checkpoint_path=ckpt_path, train_config=train_cfg, data_config=data_cfg,
+                     dataset_fingerprint=ckpt["dataset_fingerprint"], dataset_name=ckpt.get("dataset_name", "?"),
+                     epoch=int(ckpt["epoch"]), model=model, history=history, tau_state=ckpt.get("tau_state", {}),
+                     device=device)
+
+
+def open_run_dataset(run: LoadedRun) -> PreparedDataset:
+    """Prepare (or reuse from the store) the run's dataset; UserError if its content changed."""
+    cfg = run.data_config
+    if not cfg.dataset and not cfg.source:
+        raise UserError(f"{run.checkpoint_path} was trained on an in-memory dataset ({run.dataset_name!r}); "
+                        "its data cannot be reopened from the run's settings",
+                        hint="pass the dataset explicitly")
+    from adaptau_cli.data.prepare import prepare_dataset
+
+    dataset = prepare_dataset(cfg, quiet=True)
+    run.check_dataset(dataset)
+    return dataset

@@ -1,0 +1,583 @@
+"""The training loop: epochs, temperatures, validation, early stopping, checkpoints, resume.
+
+One call, ``train(train_cfg, data_cfg, dataset, out)``, turns a prepared
+dataset into a run directory:
+
+    out/config.toml          [dataset] + [train]: `adaptau train --config out/config.toml` reruns it
+    out/checkpoint-best.pt   the selected epoch (model, optimizer, RNG states, τ state, fingerprint)
+    out/checkpoint-last.pt   the latest epoch (what --resume continues from)
+    out/history.parquet      one row per epoch (loss, τ0, τ_u quantiles, metrics, item norms ...)
+    out/report.json|md       the final numbers of the best checkpoint
+
+Per epoch: refresh τ0 (warm-up prior for ``warmup_epochs`` epochs, then the
+closed form on the current embeddings, guarded) and τ_u (from the previous
+epoch's per-user loss at τ = 1); one pass over the shuffled training pairs;
+the per-user loss scatter-averaged for the next epoch; validation every
+``eval_every`` epochs; the checkpoint(s) written atomically.
+
+Reproducibility: every random draw (shuffling, negatives) comes from one
+``torch.Generator`` seeded with ``seed``; dropout uses the global torch RNG,
+seeded too. Checkpoints keep all RNG states, the optimizer, the τ state and
+the early-stopping state, so ``resume`` continues exactly as if the run had
+never stopped (tested). Epochs are numbered from 1 in every output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from adaptau_cli import io
+from adaptau_cli.config import PreprocessConfig, TrainConfig, dump_toml, to_dict
+from adaptau_cli.data.dataset import PreparedDataset
+from adaptau_cli.errors import TrainingDiverged, UserError
+from adaptau_cli.evaluate import METRICS, evaluate_embeddings, resolve_device, split_masks
+from adaptau_cli.groups import popularity_groups
+from adaptau_cli.losses import LOSSES, NEGATIVES, NORMS, batch_loss, maybe_normalize, normalize_flags
+from adaptau_cli.models import MODELS, build_model
+from adaptau_cli import tau as taumod
+from adaptau_cli.ui import err_console, info, make_progress
+
+TAU_MODES = ("fixed", "adap-tau0", "adap-tau", "none")
+CHECKPOINT_FORMAT = "adaptau-checkpoint/1"
+PUBLISHED_LABEL = "test (published protocol)"
+
+
+def selection_label(select_on: str) -> str:
+    """How the best epoch was chosen, as shown everywhere (history, report, CLI)."""
+    return PUBLISHED_LABEL if select_on == "test" else "valid"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    epochs_run: int
+    best_metrics: dict[str, float]          # selection split metrics at the best epoch
+    test_metrics: dict[str, float]          # test split metrics of the best checkpoint
+    valid_metrics: dict[str, float] | None  # validation metrics of the best checkpoint (if a valid split)
+    tau0: float                             # τ0 of the last epoch
+    selection: str                          # "valid" or "test (published protocol)"
+    stopped_early: bool
+    positive_in_denominator: bool
+    history: pd.DataFrame
+    report: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# settings
+# ---------------------------------------------------------------------------
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    """Reject settings that cannot work with one readable line (UserError)."""
+    def choice(name, value, allowed):
+        if value not in allowed:
+            raise UserError(f"unknown {name} {value!r} (expected one of {', '.join(allowed)})")
+
+    choice("model", cfg.model, MODELS)
+    choice("negatives", cfg.negatives, NEGATIVES)
+    choice("loss", cfg.loss, LOSSES)
+    choice("norm", cfg.norm, NORMS)
+    choice("tau mode", cfg.tau_mode, TAU_MODES)
+    choice("tau baseline", cfg.tau_baseline, ("mean", "quantile"))
+    choice("tau0 formula", cfg.tau0_formula, ("simplified", "full"))
+    choice("select-on", cfg.select_on, ("valid", "test"))
+    choice("grouping", cfg.grouping, ("mass", "count"))
+    checks = [
+        (cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
+        (cfg.num_negatives >= 1, f"--num-negatives must be >= 1, got {cfg.num_negatives}"),
+        (cfg.dim >= 1, f"--dim must be >= 1, got {cfg.dim}"),
+        (cfg.layers >= 0, f"--layers must be >= 0, got {cfg.layers}"),
+        (cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}"),
+        (cfg.l2 >= 0, f"--l2 must be >= 0, got {cfg.l2}"),
+        (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), got {cfg.dropout}"),
+        (cfg.tau > 0 and math.isfinite(cfg.tau), f"--tau must be a positive number, got {cfg.tau}"),
+        (0 < cfg.tau_min < cfg.tau_max, f"need 0 < tau_min < tau_max, got {cfg.tau_min} and {cfg.tau_max}"),
+        (cfg.tau_scale > 0, f"--tau-scale must be > 0, got {cfg.tau_scale}"),
+        (0 < cfg.tau_quantile < 1, f"--tau-quantile must be in (0, 1), got {cfg.tau_quantile}"),
+        (0 <= cfg.user_quantile_filter < 1, f"user_quantile_filter must be in [0, 1), got {cfg.user_quantile_filter}"),
+        (cfg.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {cfg.warmup_epochs}"),
+        (cfg.warmup_gap > 0, f"warmup_gap must be > 0, got {cfg.warmup_gap}"),
+        (cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}"),
+        (cfg.patience >= 1, f"--patience must be >= 1, got {cfg.patience}"),
+        (cfg.groups >= 1, f"groups must be >= 1, got {cfg.groups}"),
+        (bool(cfg.ks) and all(int(k) >= 1 for k in cfg.ks), f"ks must be positive, got {cfg.ks}"),
+        (cfg.threads is None or cfg.threads >= 1, f"--threads must be >= 1, got {cfg.threads}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    metric, _, k = cfg.monitor.partition("@")
+    if metric not in METRICS or not k.isdigit() or int(k) not in {int(x) for x in cfg.ks}:
+        raise UserError(f"--monitor {cfg.monitor!r} is not one of the computed metrics",
+                        hint=f"use METRIC@K with METRIC in {', '.join(METRICS)} and K in {list(cfg.ks)}")
+    return cfg
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_states(gen: torch.Generator, device: str) -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "sampler": gen.get_state(),
+              "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.startswith("cuda"):
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str) -> None:
+    torch.set_rng_state(states["torch"])
+    gen.set_state(states["sampler"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if device.startswith("cuda") and "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ---------------------------------------------------------------------------
+# embeddings as the model scores them
+# ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def model_embeddings(model: torch.nn.Module, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(scoring users, scoring items, raw items) in eval mode: ranking = inner product of the first two."""
+    was_training = model.training
+    model.eval()
+    try:
+        users, items = model()
+    finally:
+        model.train(was_training)
+    users, items = users.detach(), items.detach()
+    nu, ni = normalize_flags(norm)
+    return maybe_normalize(users, nu), maybe_normalize(items, ni), items
+
+
+# ---------------------------------------------------------------------------
+# temperatures of one epoch
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class EpochTemperatures:
+    tau0: float
+    source: str
+    reason: str | None
+    tau0_raw: float
+    tau_u: torch.Tensor           # (n_users,) float64 on CPU (τ0 everywhere unless adap-tau)
+    w_neg: torch.Tensor | float   # 1/τ for the negatives: per-user table on the device, or a scalar
+    w_pos: torch.Tensor | float   # 1/τ for the positive logit
+
+
+class TemperatureSchedule:
+    """Computes each epoch's τ0 / τ_u from the settings, the data and the current model."""
+
+    def __init__(self, cfg: TrainConfig, dataset: PreparedDataset):
+        self.cfg = cfg
+        self.n_users = dataset.n_users
+        activity = dataset.user_activity
+        self.users = taumod.filtered_users(activity, cfg.user_quantile_filter)
+        train = dataset.train
+        keep = np.zeros(dataset.n_users, dtype=bool)
+        keep[self.users] = True
+        sel = keep[train.users]
+        self.pair_users = train.users[sel]
+        self.pair_items = train.items[sel]
+        self.log_term = taumod.log_term(len(self.users), dataset.n_items, int(sel.sum()))
+        self.prior = taumod.prior_tau0(self.log_term, cfg.warmup_gap)
+        self.active = torch.as_tensor(activity > 0)
+
+    def for_epoch(self, epoch: int, model: torch.nn.Module, state: taumod.TauState,
+                  device: str) -> EpochTemperatures:
+        """Temperatures of ``epoch`` (1-based) given the state left by the previous epoch."""
+        cfg = self.cfg
+        reason = None
+        raw = float("nan")
+        if cfg.tau_mode == "fixed":
+            tau0, source = float(cfg.tau), "fixed"
+        elif cfg.tau_mode == "none":
+            tau0, source = 1.0, "none"
+        elif epoch <= cfg.warmup_epochs:
+            tau0, source = self.prior, "prior"
+            tau0, reason = taumod.guard_tau0(tau0, self.prior, cfg.tau_min, cfg.tau_max)
+        else:
+            u, i, _ = model_embeddings(model, cfg.norm)
+            stats = taumod.score_stats(u, i, self.users, self.pair_users, self.pair_items)
+            if cfg.tau0_formula == "full":
+                raw = taumod.tau0_full(stats.mu_pos, stats.mu, stats.var_pos, stats.var, self.log_term)
+            else:
+                raw = taumod.tau0_simplified(stats.mu_pos, stats.mu, self.log_term)
+            tau0, reason = taumod.guard_tau0(raw, self.prior, cfg.tau_min, cfg.tau_max)
+            source = "closed-form" if reason is None else "guarded"
+        if cfg.tau_mode == "adap-tau" and state.user_loss is not None:
+            tau_u = taumod.user_taus(tau0, state.user_loss, self.n_users, cfg.tau_baseline, cfg.tau_quantile,
+                                     cfg.tau_scale, mask=state.user_count > 0, tau_min=cfg.tau_min,
+                                     tau_max=cfg.tau_max)
+            w_table = (1.0 / tau_u).to(device=device, dtype=torch.float32)
+            w_neg = w_table
+            w_pos = w_table if cfg.tau_user_positive else 1.0 / tau0
+        else:
+            tau_u = torch.full((self.n_users,), tau0, dtype=torch.float64)
+            w_neg = w_pos = 1.0 / tau0
+        return EpochTemperatures(tau0, source, reason, raw, tau_u, w_neg, w_pos)
+
+
+def _tau_u_summary(tau_u: torch.Tensor, active: torch.Tensor) -> dict[str, float]:
+    vals = tau_u[active] if bool(active.any()) else tau_u
+    q = torch.quantile(vals, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    return {"tau_u_min": float(vals.min()), "tau_u_q10": float(q[0]), "tau_u_median": float(q[1]),
+            "tau_u_q90": float(q[2]), "tau_u_max": float(vals.max())}
+
+
+# ---------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------
+
+def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg, dataset):
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "train_config": to_dict(cfg),
+        "data_config": to_dict(data_cfg),
+        "dataset_fingerprint": dataset.fingerprint,
+        "dataset_name": dataset.name,
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "rng": _rng_states(gen, device),
+        "tau_state": tau_state.to_dict(),
+        "early_stopping": dict(early),
+        "history": list(history),
+        "selection": selection_label(cfg.select_on),
+    }
+
+
+def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def _write_config(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig) -> None:
+    io.write_text(out / "config.toml", dump_toml({"dataset": to_dict(data_cfg), "train": to_dict(cfg)}))
+
+
+def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path | str,
+          resume: bool = False, quiet: bool = True) -> TrainResult:
+    """Train, validate and checkpoint a model on ``dataset``; write the run directory ``out``.
+
+    ``resume=True`` continues from ``out/checkpoint-last.pt`` (same dataset
+    fingerprint required) up to ``train_cfg.epochs``. Raises ``UserError`` for
+    bad settings, ``TrainingDiverged`` when the loss becomes NaN/inf (the last
+    good checkpoint is kept).
+    """
+    cfg = check_config(train_cfg)
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    if dataset.n_users == 0 or dataset.n_items == 0 or len(dataset.train) == 0:
+        raise UserError(f"dataset {dataset.name!r} has no training interactions")
+    select_split = "test" if cfg.select_on == "test" else "valid"
+    if len(dataset.split(select_split)) == 0:
+        raise UserError(f"dataset {dataset.name!r} has no {select_split} split to select the best epoch on",
+                        hint="prepare it with --valid-ratio 0.1 (or a 3-way --split), "
+                             "or use --select-on test (the published protocol)" if select_split == "valid" else None)
+    if cfg.norm == "none" and cfg.tau_mode.startswith("adap"):
+        info("[yellow]note:[/] adaptive temperatures assume normalized scores; with --norm none "
+             "use --tau-mode none for the plain inner-product baseline", quiet)
+
+    last_path, best_path = out / "checkpoint-last.pt", out / "checkpoint-best.pt"
+    ckpt = None
+    if resume:
+        if not last_path.is_file():
+            raise UserError(f"nothing to resume: {last_path} not found")
+        ckpt = _load_checkpoint(last_path)
+        if ckpt["dataset_fingerprint"] != dataset.fingerprint:
+            raise UserError(f"{last_path} was trained on dataset {ckpt.get('dataset_name')!r} "
+                            f"(fingerprint {ckpt['dataset_fingerprint']}), not on {dataset.name!r} "
+                            f"({dataset.fingerprint})", hint="resume with the same dataset options")
+        old = ckpt["train_config"]
+        for key in ("model", "dim", "layers"):
+            if old.get(key) != getattr(cfg, key):
+                raise UserError(f"cannot resume {out}: {key} was {old.get(key)!r}, now {getattr(cfg, key)!r}")
+    elif last_path.exists():
+        raise UserError(f"{out} already holds a run", hint=f"use --resume {out} to continue it, or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_config(out, cfg, data_cfg)
+
+    # --- model, optimizer, randomness -------------------------------------------------
+    _seed_everything(cfg.seed)
+    model = build_model(cfg.model, dataset.n_users, dataset.n_items, cfg.dim, cfg.layers, cfg.dropout)
+    if cfg.model == "lightgcn":
+        model.set_graph(dataset.train.users, dataset.train.items)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    tau_state = taumod.TauState()
+    early = {"best_epoch": 0, "best_value": -math.inf, "best_metrics": {}, "stopped": False}
+    history: list[dict[str, Any]] = []
+    start = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_states(ckpt["rng"], gen, device)
+        tau_state = taumod.TauState.from_dict(ckpt["tau_state"])
+        early = dict(ckpt["early_stopping"])
+        history = list(ckpt["history"])
+        start = int(ckpt["epoch"])
+        info(f"resuming {out} after epoch {start}", quiet)
+
+    schedule = TemperatureSchedule(cfg, dataset)
+    groups = popularity_groups(dataset.item_popularity, cfg.groups, cfg.grouping)
+    group_sizes = np.bincount(groups, minlength=cfg.groups)
+    heldout, exclude = split_masks(dataset, select_split)
+    ks = tuple(sorted({int(k) for k in cfg.ks}))
+    label = selection_label(cfg.select_on)
+    prefix = select_split
+
+    pairs_u = torch.as_tensor(np.array(dataset.train.users, dtype=np.int64), device=device)
+    pairs_i = torch.as_tensor(np.array(dataset.train.items, dtype=np.int64), device=device)
+    n_pairs = pairs_u.shape[0]
+    B = cfg.batch_size
+    bounds = list(range(0, n_pairs, B)) + [n_pairs]
+    if cfg.negatives == "in-batch" and len(bounds) > 2 and bounds[-1] - bounds[-2] < 2:
+        del bounds[-2]  # a one-row batch has no in-batch negative: merge it into the previous one
+    n_batches = len(bounds) - 1
+    track = cfg.tau_mode == "adap-tau"
+
+    from rich.progress import TextColumn
+    progress = make_progress(quiet, TextColumn("{task.fields[stats]}"))
+    last_epoch = start if early["stopped"] else cfg.epochs
+    with progress:
+        for epoch in range(start + 1, last_epoch + 1):
+            temps = schedule.for_epoch(epoch, model, tau_state, device)
+            if temps.reason:
+                info(f"[yellow]epoch {epoch}:[/] {temps.reason}", quiet)
+            model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n_pairs, generator=gen, device=device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            pos_sum = torch.zeros((), dtype=torch.float64, device=device)
+            user_sum = torch.zeros(dataset.n_users, dtype=torch.float64, device=device) if track else None
+            user_cnt = torch.zeros(dataset.n_users, dtype=torch.float64, device=device) if track else None
+            task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, stats="")
+            for b in range(n_batches):
+                idx = perm[bounds[b]:bounds[b + 1]]
+                users, pos = pairs_u[idx], pairs_i[idx]
+                nb = users.shape[0]
+                if cfg.negatives == "per-row":
+                    negs = torch.randint(0, dataset.n_items, (nb, cfg.num_negatives), generator=gen, device=device)
+                elif cfg.negatives == "shared":
+                    negs = torch.randint(0, dataset.n_items, (cfg.num_negatives,), generator=gen, device=device)
+                else:
+                    negs = None
+                user_table, item_table = model()
+                w_neg = temps.w_neg[users] if isinstance(temps.w_neg, torch.Tensor) else temps.w_neg
+                w_pos = temps.w_pos[users] if isinstance(temps.w_pos, torch.Tensor) else temps.w_pos
+                res = batch_loss(user_table, item_table, users, pos, negs, negatives=cfg.negatives,
+                                 loss=cfg.loss, norm=cfg.norm, w_neg=w_neg, w_pos=w_pos,
+                                 positive_in_denominator=cfg.positive_in_denominator, l2=cfg.l2,
+                                 user_weight=model.user_weight, item_weight=model.item_weight,
+                                 track_tau1=track)
+                value = float(res.loss.detach())
+                if not math.isfinite(value):
+                    _diverged(out, epoch, b, value, temps.tau0, start_epoch=len(history))
+                optimizer.zero_grad(set_to_none=True)
+                res.loss.backward()
+                optimizer.step()
+                loss_sum += res.row_loss.sum(dtype=torch.float64)
+                pos_sum += res.pos_score.sum(dtype=torch.float64)
+                if track:
+                    user_sum.index_add_(0, users, res.row_loss_tau1.to(torch.float64))
+                    user_cnt.index_add_(0, users, torch.ones(nb, dtype=torch.float64, device=device))
+                if progress.live.is_started and (b % 8 == 0 or b == n_batches - 1):
+                    rate = (b + 1) / max(time.perf_counter() - t0, 1e-9)
+                    progress.update(task, completed=b + 1,
+                                    stats=f"{rate:.1f} batch/s  loss {value:.4f}  τ0 {temps.tau0:.4f}")
+            progress.remove_task(task)
+            train_seconds = time.perf_counter() - t0
+            epoch_loss = float(loss_sum) / n_pairs
+            if not math.isfinite(epoch_loss):
+                _diverged(out, epoch, n_batches - 1, epoch_loss, temps.tau0, start_epoch=len(history))
+
+            if track:
+                cnt = user_cnt.cpu()
+                tau_state = taumod.TauState(temps.tau0, temps.source, temps.reason, schedule.log_term,
+                                            temps.tau0_raw, (user_sum.cpu() / cnt.clamp(min=1)), cnt)
+            else:
+                tau_state = taumod.TauState(temps.tau0, temps.source, temps.reason, schedule.log_term,
+                                            temps.tau0_raw)
+
+            # --- evaluation and bookkeeping ---------------------------------------------
+            t1 = time.perf_counter()
+            u_emb, i_emb, raw_items = model_embeddings(model, cfg.norm)
+            norms = raw_items.norm(dim=1).double().cpu().numpy()
+            row: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "tau0": temps.tau0,
+                                   "w0": 1.0 / temps.tau0, "tau_source": temps.source}
+            row.update(_tau_u_summary(temps.tau_u, schedule.active))
+            evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+            metrics: dict[str, float] = {}
+            if evaluated:
+                metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+            for k in ks:
+                for m in METRICS:
+                    row[f"{prefix}_{m}@{k}"] = metrics.get(f"{m}@{k}", float("nan"))
+            group_norm = np.bincount(groups, weights=norms, minlength=cfg.groups) / np.maximum(group_sizes, 1)
+            for g in range(cfg.groups):
+                row[f"item_norm_g{g}"] = float(group_norm[g])
+            row["pos_score"] = float(pos_sum) / n_pairs
+            row["positive_in_denominator"] = bool(cfg.positive_in_denominator)
+            row["selection"] = label
+            row["train_seconds"] = train_seconds
+            row["eval_seconds"] = time.perf_counter() - t1
+            history.append(row)
+
+            improved = False
+            if evaluated:
+                value = metrics[cfg.monitor]
+                if value > early["best_value"] or early["best_epoch"] == 0:
+                    early.update(best_epoch=epoch, best_value=value, best_metrics=dict(metrics))
+                    improved = True
+                if epoch - early["best_epoch"] >= cfg.patience:
+                    early["stopped"] = True
+            state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg,
+                                dataset)
+            if improved:
+                io.torch_save(best_path, state)
+            io.torch_save(last_path, state)
+            io.write_parquet(out / "history.parquet", _history_frame(history))
+
+            if not quiet:
+                text = f"epoch {epoch}/{cfg.epochs}  loss {epoch_loss:.4f}  τ0 {temps.tau0:.4f} ({temps.source})"
+                if cfg.tau_mode == "adap-tau":
+                    text += f"  τ_u {row['tau_u_q10']:.3f}..{row['tau_u_q90']:.3f}"
+                if evaluated:
+                    text += f"  │ {label} " + "  ".join(f"{m}@{k} {metrics[f'{m}@{k}']:.4f}"
+                                                       for m in ("recall", "ndcg") for k in ks if k == 20 or len(ks) == 1)
+                text += f"  │ {train_seconds:.1f}s + {row['eval_seconds']:.1f}s"
+                if improved:
+                    text += "  [green]★ best[/]"
+                err_console.print(text, highlight=False, soft_wrap=True)
+            if early["stopped"]:
+                info(f"early stop: no {cfg.monitor} gain for {cfg.patience} epochs "
+                     f"(best epoch {early['best_epoch']})", quiet)
+                break
+
+    return _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet)
+
+
+def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, start_epoch: int) -> None:
+    last = out / "checkpoint-last.pt"
+    kept = (f"the last good checkpoint is kept at {last} (epoch {start_epoch})" if last.is_file()
+            else "no checkpoint had been written yet")
+    raise TrainingDiverged(f"training diverged: the loss became {value} at epoch {epoch}, batch {batch + 1} "
+                           f"(tau0 = {tau0:.4g}); {kept}",
+                           hint="lower --lr, use a larger --tau or tau_min, or add --l2")
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # corrupt or not a torch file
+        raise UserError(f"{path}: not a readable adaptau checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not an adaptau checkpoint")
+    return ckpt
+
+
+def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet) -> TrainResult:
+    """Reload the best checkpoint, measure it on valid and test, write report.json / report.md."""
+    best_path = out / "checkpoint-best.pt"
+    if best_path.is_file():
+        model.load_state_dict(_load_checkpoint(best_path)["model"])
+    u_emb, i_emb, _ = model_embeddings(model, cfg.norm)
+    ks = tuple(sorted({int(k) for k in cfg.ks}))
+    valid_metrics = None
+    if len(dataset.split("valid")):
+        heldout, exclude = split_masks(dataset, "valid")
+        valid_metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+    test_metrics: dict[str, float] = {}
+    if len(dataset.split("test")):
+        heldout, exclude = split_masks(dataset, "test")
+        test_metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+    frame = _history_frame(history)
+    label = selection_label(cfg.select_on)
+    last_tau0 = float(history[-1]["tau0"]) if history else float("nan")
+    report = {
+        "selection": label,
+        "monitor": cfg.monitor,
+        "best_epoch": int(early["best_epoch"]),
+        "best_value": float(early["best_value"]) if early["best_epoch"] else None,
+        "epochs_run": len(history),
+        "stopped_early": bool(early["stopped"]),
+        "best_metrics": early["best_metrics"],
+        "valid_metrics": valid_metrics,
+        "test_metrics": test_metrics,
+        "test_note": ("the epoch was selected on the test split (published protocol): "
+                      "test numbers are optimistic") if cfg.select_on == "test" else
+                     "epoch selected on the validation split; test measured once on the best checkpoint",
+        "tau0_final": last_tau0,
+        "tau_mode": cfg.tau_mode,
+        "positive_in_denominator": bool(cfg.positive_in_denominator),
+        "tau_user_positive": bool(cfg.tau_user_positive),
+        "train_seconds": float(frame["train_seconds"].sum()) if len(frame) else 0.0,
+        "eval_seconds": float(frame["eval_seconds"].sum()) if len(frame) else 0.0,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_users": dataset.n_users,
+                    "n_items": dataset.n_items, "train": len(dataset.train), "valid": len(dataset.split("valid")),
+                    "test": len(dataset.split("test"))},
+        "train_config": to_dict(cfg),
+        "data_config": to_dict(data_cfg),
+        "run_dir": str(out),
+    }
+    io.write_json(out / "report.json", report)
+    io.write_text(out / "report.md", render_report_md(report))
+    return TrainResult(run_dir=out, best_epoch=int(early["best_epoch"]), epochs_run=len(history),
+                       best_metrics=dict(early["best_metrics"]), test_metrics=test_metrics,
+                       valid_metrics=valid_metrics, tau0=last_tau0, selection=label,
+                       stopped_early=bool(early["stopped"]),
+                       positive_in_denominator=bool(cfg.positive_in_denominator), history=frame, report=report)
+
+
+def render_report_md(report: dict[str, Any]) -> str:
+    """The human summary of a run (report.md)."""
+    cfg = report["train_config"]
+    lines = [f"# Training report: {Path(report['run_dir']).name}", "",
+             f"- dataset: {report['dataset']['name']} ({report['dataset']['n_users']} users, "
+             f"{report['dataset']['n_items']} items, fingerprint {report['dataset']['fingerprint']})",
+             f"- model: {cfg['model']} dim {cfg['dim']}, norm {cfg['norm']}, loss {cfg['loss']}, "
+             f"negatives {cfg['negatives']} (M = {cfg['num_negatives']}), tau mode {cfg['tau_mode']}",
+             f"- positive in the softmax denominator: {'yes' if report['positive_in_denominator'] else 'no'}; "
+             f"tau_u on the positive logit: {'yes' if report['tau_user_positive'] else 'no'}",
+             f"- epoch selection: {report['selection']} on {report['monitor']}; best epoch "
+             f"{report['best_epoch']} of {report['epochs_run']}"
+             + (" (early stop)" if report["stopped_early"] else ""),
+             f"- final tau0: {report['tau0_final']:.4f}",
+             f"- time: {report['train_seconds']:.1f} s training, {report['eval_seconds']:.1f} s evaluation "
+             f"on {report['device']}", ""]
+    tables = [("validation", report.get("valid_metrics")),
+              ("test" + (" (published protocol: epoch chosen on test)" if report["selection"] != "valid" else ""),
+               report.get("test_metrics"))]
+    for title, metrics in tables:
+        if not metrics:
+            continue
+        ks = sorted({int(k.split("@")[1]) for k in metrics})
+        lines += [f"## {title}", "", "| metric | " + " | ".join(f"@{k}" for k in ks) + " |",
+                  "|---|" + "---|" * len(ks)]
+        for m in METRICS:
+            lines.append(f"| {m} | " + " | ".join(f"{metrics.get(f'{m}@{k}', float('nan')):.4f}" for k in ks) + " |")
+        lines.append("")
+    lines.append(f"_{report['test_note']}_")
+    return "\n".join(lines) + "\n"

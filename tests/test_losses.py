@@ -1,0 +1,160 @@
+"""Every loss against a hand-written per-row reference (value and gradient)."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adaptau_cli import losses as L
+
+B, M, N_USERS, N_ITEMS, D = 6, 5, 7, 9, 4
+
+
+def _tables(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    U = torch.randn(N_USERS, D, generator=g, dtype=torch.float64, requires_grad=True)
+    I = torch.randn(N_ITEMS, D, generator=g, dtype=torch.float64, requires_grad=True)
+    users = torch.tensor([0, 3, 3, 6, 2, 1])
+    pos = torch.tensor([1, 4, 0, 8, 8, 2])
+    per_row = torch.randint(0, N_ITEMS, (B, M), generator=g)
+    shared = torch.randint(0, N_ITEMS, (M,), generator=g)
+    w = torch.rand(B, generator=g, dtype=torch.float64) * 4 + 1
+    return U, I, users, pos, per_row, shared, w
+
+
+def _score(U, I, u, i, norm):
+    a, b = U[u], I[i]
+    if norm in ("both", "user"):
+        a = a / a.norm()
+    if norm in ("both", "item"):
+        b = b / b.norm()
+    return (a * b).sum()
+
+
+def reference(U, I, users, pos, negs_of_row, w_neg, w_pos, include_pos, norm="both", loss="softmax",
+              l2=0.0, l2_negs=None):
+    """Row by row, the obvious way."""
+    rows, rows1 = [], []
+    for b in range(len(users)):
+        u = int(users[b])
+        fp = _score(U, I, u, int(pos[b]), norm)
+        fn = torch.stack([_score(U, I, u, int(j), norm) for j in negs_of_row(b)])
+        wn = w_neg[b] if torch.is_tensor(w_neg) else w_neg
+        wp = w_pos[b] if torch.is_tensor(w_pos) else w_pos
+        for scale_n, scale_p, out in ((wn, wp, rows), (1.0, 1.0, rows1)):
+            lp, ln = fp * scale_p, fn * scale_n
+            if loss == "softmax":
+                terms = torch.cat([lp[None], ln]) if include_pos else ln
+                out.append(torch.log(torch.exp(terms).sum()) - lp)
+            else:
+                out.append(torch.log1p(torch.exp(-(lp - ln))).mean())
+    rows, rows1 = torch.stack(rows), torch.stack(rows1)
+    total = rows.mean()
+    if l2:
+        reg = sum(U[int(u)].pow(2).sum() for u in users) + sum(I[int(i)].pow(2).sum() for i in pos)
+        reg = reg + sum(I[int(j)].pow(2).sum() for j in l2_negs)
+        total = total + l2 * reg / (2 * len(users))
+    return total, rows.detach(), rows1.detach()
+
+
+def _grads(total, U, I):
+    gu, gi = torch.autograd.grad(total, (U, I))
+    return gu, gi
+
+
+CASES = list(itertools.product(["per-row-dense", "per-row-chunked", "shared-fused", "shared-plain",
+                                "in-batch-fused", "in-batch-plain"], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("mode,include_pos,user_positive", CASES)
+def test_softmax_matches_the_per_row_reference(mode, include_pos, user_positive, monkeypatch):
+    monkeypatch.setattr(L, "FUSED_CHUNK_ELEMENTS", 2 * M)   # several row chunks in the fused path
+    monkeypatch.setattr(L, "CHUNK_ELEMENTS", 2 * M * D)      # and in the chunked per-row path
+    U, I, users, pos, per_row, shared, w = _tables()
+    w_pos = w if user_positive else 2.5
+    negatives = mode.rsplit("-", 1)[0] if not mode.startswith("per-row") else "per-row"
+    if negatives == "per-row":
+        negs, of_row, l2_negs = per_row, (lambda b: per_row[b].tolist()), per_row.reshape(-1).tolist()
+    elif negatives == "shared":
+        negs, of_row, l2_negs = shared, (lambda b: shared.tolist()), shared.tolist() * B
+    else:
+        negs, of_row, l2_negs = None, (lambda b: [int(pos[j]) for j in range(B) if j != b]), []
+    out = L.batch_loss(U, I, users, pos, negs, negatives=negatives, w_neg=w, w_pos=w_pos,
+                       positive_in_denominator=include_pos, l2=0.01, track_tau1=True,
+                       per_row_strategy=mode.rsplit("-", 1)[1] if negatives == "per-row" else "auto",
+                       fused=mode.endswith("fused"))
+    ref_total, ref_rows, ref_rows1 = reference(U, I, users, pos, of_row, w, w_pos, include_pos, l2=0.01,
+                                               l2_negs=l2_negs)
+    torch.testing.assert_close(out.loss, ref_total, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.row_loss, ref_rows, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.row_loss_tau1, ref_rows1, rtol=1e-10, atol=1e-12)
+    got, want = _grads(out.loss, U, I), _grads(ref_total, U, I)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("norm", ["none", "user", "item"])
+@pytest.mark.parametrize("negatives", ["shared", "in-batch"])
+def test_other_normalizations_match_the_reference(norm, negatives):
+    U, I, users, pos, _, shared, w = _tables(1)
+    of_row = (lambda b: shared.tolist()) if negatives == "shared" else (lambda b: [int(pos[j]) for j in range(B) if j != b])
+    out = L.batch_loss(U, I, users, pos, shared, negatives=negatives, norm=norm, w_neg=w, w_pos=w,
+                       track_tau1=True)
+    ref_total, ref_rows, ref_rows1 = reference(U, I, users, pos, of_row, w, w, False, norm=norm)
+    torch.testing.assert_close(out.loss, ref_total, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.row_loss_tau1, ref_rows1, rtol=1e-10, atol=1e-12)
+    for a, b in zip(_grads(out.loss, U, I), _grads(ref_total, U, I)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("negatives", ["per-row", "shared", "in-batch"])
+def test_bpr_matches_the_reference(negatives):
+    U, I, users, pos, per_row, shared, w = _tables(2)
+    negs = {"per-row": per_row, "shared": shared, "in-batch": None}[negatives]
+    of_row = {"per-row": lambda b: per_row[b].tolist(), "shared": lambda b: shared.tolist(),
+              "in-batch": lambda b: [int(pos[j]) for j in range(B) if j != b]}[negatives]
+    out = L.batch_loss(U, I, users, pos, negs, negatives=negatives, loss="bpr", w_neg=w, w_pos=3.0,
+                       track_tau1=True)
+    ref_total, ref_rows, ref_rows1 = reference(U, I, users, pos, of_row, w, 3.0, False, loss="bpr")
+    torch.testing.assert_close(out.loss, ref_total, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.row_loss_tau1, ref_rows1, rtol=1e-10, atol=1e-12)
+    for a, b in zip(_grads(out.loss, U, I), _grads(ref_total, U, I)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_shared_with_every_item_is_the_full_softmax(fused):
+    U, I, users, pos, _, _, w = _tables(3)
+    out = L.batch_loss(U, I, users, pos, torch.arange(N_ITEMS), negatives="shared", w_neg=w, w_pos=w,
+                       fused=fused)
+    logits = F.normalize(U[users], dim=1) @ F.normalize(I, dim=1).t() * w[:, None]
+    full = F.cross_entropy(logits, pos)
+    torch.testing.assert_close(out.loss, full, rtol=1e-12, atol=1e-12)
+    for a, b in zip(_grads(out.loss, U, I), _grads(full, U, I)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_fused_equals_plain_autograd_path():
+    g = torch.Generator().manual_seed(5)
+    U = torch.randn(50, 16, generator=g, requires_grad=True)
+    I = torch.randn(40, 16, generator=g, requires_grad=True)
+    users, pos = torch.randint(0, 50, (64,), generator=g), torch.randint(0, 40, (64,), generator=g)
+    negs = torch.randint(0, 40, (32,), generator=g)
+    w = torch.rand(64, generator=g) * 40 + 5      # up to 1/τ = 45: large logits
+    a = L.batch_loss(U, I, users, pos, negs, w_neg=w, w_pos=6.0, fused=True, track_tau1=True)
+    b = L.batch_loss(U, I, users, pos, negs, w_neg=w, w_pos=6.0, fused=False, track_tau1=True)
+    torch.testing.assert_close(a.loss, b.loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.row_loss_tau1, b.row_loss_tau1, rtol=1e-5, atol=1e-5)
+    for x, y in zip(_grads(a.loss, U, I), _grads(b.loss, U, I)):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_choices_are_rejected():
+    U, I, users, pos, per_row, shared, w = _tables()
+    with pytest.raises(ValueError):
+        L.batch_loss(U, I, users, pos, shared, negatives="random")
+    with pytest.raises(ValueError):
+        L.batch_loss(U, I, users, pos, shared, loss="hinge")
+    with pytest.raises(ValueError):
+        L.normalize_flags("l1")
