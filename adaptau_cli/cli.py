@@ -14,10 +14,48 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.2x vendors click; older releases depend on it
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
 
 from adaptau_cli import __version__
 from adaptau_cli.errors import EXIT_INTERNAL, AdaptauError
 from adaptau_cli.ui import err_console
+
+_STATE = {"debug": False}
+
+
+def _report(exc: BaseException) -> int:
+    """Print one readable line for an error escaping a command; return the exit code."""
+    if _STATE["debug"]:
+        traceback.print_exc()
+    if isinstance(exc, AdaptauError):
+        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                      "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+    return EXIT_INTERNAL
+
+
+class _ErrorReportingGroup(TyperGroup):
+    """Turns engine errors into one line + exit code inside click itself.
+
+    Doing it here (not only in ``main``) means ``CliRunner().invoke(app, ...)``
+    sees exactly what a user sees: exit code 2 for user errors, no traceback.
+    """
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every other error gets one line
+            raise typer.Exit(_report(exc)) from None
+
 
 app = typer.Typer(
     name="adaptau",
@@ -26,9 +64,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=_ErrorReportingGroup,
 )
-
-_STATE = {"debug": False}
 
 
 def _version(value: bool) -> None:
@@ -301,6 +338,7 @@ def train_cmd(
     from adaptau_cli.config import TrainConfig
     from adaptau_cli.data.prepare import prepare_dataset
     from adaptau_cli.errors import UserError
+    from adaptau_cli.train import check_config
     from adaptau_cli.train import train as run_training
     from adaptau_cli.ui import emit
 
@@ -320,7 +358,7 @@ def train_cmd(
                      tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,
                      positive_in_denominator=positive_in_denominator, eval_every=eval_every, monitor=monitor,
                      patience=patience, select_on=select_on, seed=seed, device=device, threads=threads)
-    train_cfg = _section_settings(TrainConfig, config, "train", overrides)
+    train_cfg = check_config(_section_settings(TrainConfig, config, "train", overrides))
     ds = prepare_dataset(data_cfg, quiet=quiet)
     out = Path(out) if out is not None else _default_run_dir(data_cfg, train_cfg)
     result = run_training(train_cfg, data_cfg, ds, out, resume=resume is not None, quiet=quiet)
@@ -421,6 +459,219 @@ def estimate_tau_cmd(
 # ---------------------------------------------------------------------------
 # analysis commands: evaluate, analyze-magnitude, recommend, quickstart
 # ---------------------------------------------------------------------------
+RunsArg = Annotated[list[Path], typer.Argument(
+    help="Run directories or checkpoint files (.pt); several give one side-by-side comparison.",
+    show_default=False)]
+EvalSplitOpt = Annotated[Optional[str], typer.Option(
+    "--split", help="Held-out split to rank: test (default; train and valid items masked) | valid.")]
+GroupsOpt = Annotated[Optional[int], typer.Option("--groups", help="Popularity groups (default 10).")]
+GroupingOpt = Annotated[Optional[str], typer.Option(
+    "--grouping", help="mass (equal training interactions per group, default) | count (equal items).")]
+BatchUsersOpt = Annotated[Optional[int], typer.Option(
+    "--batch-users", help="Users scored per block (default 1024; shrunk so a block stays under 256 MB).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (default) | cpu | cuda.")]
+
+
+def _eval_settings(config, split=None, k=None, groups=None, grouping=None, batch_users=None, device=None):
+    """EvaluateConfig: defaults < the [evaluate] section of --config (or its top level) < flags."""
+    from adaptau_cli import config as cfgmod
+    from adaptau_cli.evaluate import check_config
+
+    overrides = dict(split=split, ks=_parse_ks(k) if k is not None else None, groups=groups, grouping=grouping,
+                     batch_users=batch_users, device=device)
+    if config is not None:
+        data = cfgmod.read_toml(config)
+        if "evaluate" not in data and any(isinstance(v, dict) for v in data.values()):
+            config = None  # e.g. a run's config.toml: no [evaluate] section, nothing to take
+    return check_config(cfgmod.build(cfgmod.EvaluateConfig, config, "evaluate", overrides))
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    from adaptau_cli.errors import UserError
+
+    try:
+        ks = tuple(sorted({int(t) for t in text.replace(" ", "").split(",") if t}))
+    except ValueError:
+        raise UserError(f"--k expects cut-offs such as 10,20,50, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise UserError(f"--k expects positive cut-offs such as 10,20,50, got {text!r}")
+    return ks
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    runs: RunsArg,
+    split: EvalSplitOpt = None,
+    k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, comma-separated (default 10,20,50).")] = None,
+    groups: GroupsOpt = None, grouping: GroupingOpt = None, batch_users: BatchUsersOpt = None,
+    device: DeviceOpt = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Also write the table to report.md, report.csv or report.json.")] = None,
+    quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Full-ranking metrics, per-popularity-group view and popularity bias of one or more runs."""
+    from adaptau_cli.evaluate import evaluate_runs
+    from adaptau_cli.reports import evaluation_payload, render_evaluation, write_evaluation_report
+    from adaptau_cli.ui import emit, info
+
+    cfg = _eval_settings(config, split, k, groups, grouping, batch_users, device)
+    evals = evaluate_runs(runs, cfg, progress=lambda label: info(f"evaluated {label}", quiet))
+    if out is not None:
+        write_evaluation_report(evals, out)
+        info(f"report written to {out}", quiet)
+    emit(evaluation_payload(evals), as_json, None if quiet else (lambda _: render_evaluation(evals)))
+
+
+@app.command("analyze-magnitude")
+def analyze_magnitude_cmd(
+    runs: RunsArg,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder for the PNGs (default: plots/ in the first run's directory).")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Cut-off of the per-group recall (default 20).")] = None,
+    split: EvalSplitOpt = None, groups: GroupsOpt = None, grouping: GroupingOpt = None,
+    device: DeviceOpt = None, quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """The paper's Figure 1 for your runs: item-norm growth, positive score, per-group recall, norm vs popularity."""
+    from adaptau_cli.io import write_json
+    from adaptau_cli.magnitude import analyze_runs, summary_rows
+    from adaptau_cli.plots import write_magnitude_plots
+    from adaptau_cli.ui import emit
+
+    cfg = _eval_settings(config, split, None, groups, grouping, None, device)
+    results = analyze_runs(runs, cfg, k=k or 20)
+    if out is None:
+        first = Path(runs[0])
+        out = (first if first.is_dir() else first.parent) / "plots"
+    written, skipped = write_magnitude_plots(results, out)
+    write_json(Path(out) / "magnitude.json", {"runs": [r.to_dict() for r in results],
+                                              "summary": summary_rows(results)})
+    payload = {"out": str(out), "plots": {p: str(f) for p, f in written.items()}, "skipped": skipped,
+               "summary": summary_rows(results), "notes": {r.label: r.notes for r in results if r.notes}}
+
+    def render(p):
+        from rich.table import Table
+
+        from adaptau_cli.ui import err_console
+
+        kk = k or 20
+        rows = p["summary"]
+        err_console.print("[bold]item-embedding magnitude vs popularity[/] (g0 = least popular group)",
+                          highlight=False)
+        table = Table()
+        table.add_column("measure")
+        for row in rows:
+            table.add_column(row["run"], justify="right")
+
+        def arrow(a, b):
+            return "-" if a is None else f"{a:.3f} → {b:.3f}"
+
+        table.add_row("norm / tau mode", *[f"{r['norm']} / {r['tau_mode']}" for r in rows])
+        table.add_row("epochs in history", *[str(r["epochs"]) for r in rows])
+        table.add_row("mean item norm, g0 (first → last epoch)",
+                      *[arrow(r["norm_least_popular_first"], r["norm_least_popular_last"]) for r in rows])
+        table.add_row("mean item norm, top group",
+                      *[arrow(r["norm_most_popular_first"], r["norm_most_popular_last"]) for r in rows])
+        table.add_row("mean positive score", *[arrow(r["pos_score_first"], r["pos_score_last"]) for r in rows])
+        table.add_row(f"recall@{kk}", *[f"{r[f'recall@{kk}']:.4f}" for r in rows])
+        table.add_row("  from g0 / top group", *[f"{r[f'recall@{kk}_least_popular']:.4f} / "
+                                                   f"{r[f'recall@{kk}_most_popular']:.4f}" for r in rows])
+        table.add_row("Spearman ρ(norm, popularity)", *[f"{r['spearman_norm_popularity']:.3f}" for r in rows])
+        err_console.print(table)
+        for label, notes in p["notes"].items():
+            for note in notes:
+                err_console.print(f"[yellow]note[/] {label}: {note}", highlight=False)
+        for line in p["skipped"]:
+            err_console.print(f"[yellow]note[/] {line}", highlight=False)
+        for panel, path in p["plots"].items():
+            err_console.print(f"({panel}) {path}", highlight=False, soft_wrap=True)
+
+    emit(payload, as_json, None if quiet else render)
+
+
+@app.command("recommend")
+def recommend_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory or checkpoint file (.pt).", show_default=False)],
+    users: Annotated[str, typer.Option(
+        "--users", help="User ids as in your data: comma-separated, or a file (.txt one per line, .csv/.parquet "
+                        "with a user column).", show_default=False)],
+    k: Annotated[int, typer.Option("--k", help="Items per user.")] = 20,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write to FILE.csv, FILE.parquet or FILE.json (columns user, rank, item, score).")] = None,
+    skip_unknown: Annotated[bool, typer.Option(
+        "--skip-unknown", help="Leave out ids the dataset does not know instead of failing.")] = False,
+    exclude_seen: Annotated[bool, typer.Option(
+        "--exclude-seen", help="Also exclude the user's validation and test items (training items always are).")] = False,
+    device: DeviceOpt = None, quiet: QuietOpt = False, as_json: JsonOpt = False,
+) -> None:
+    """Top-K unseen items for given users, with your original user and item ids."""
+    from adaptau_cli.evaluate import resolve_device
+    from adaptau_cli.recommend import recommend, write_recommendations
+    from adaptau_cli.ui import emit, info
+
+    recs = recommend(run, users, k=k, skip_unknown=skip_unknown, exclude_seen=exclude_seen,
+                     device=resolve_device(device or "auto"))
+    if recs.unknown:
+        info(f"[yellow]skipped {len(recs.unknown)} unknown user id(s):[/] {', '.join(recs.unknown[:10])}", quiet)
+    if out is not None:
+        write_recommendations(recs, out)
+        info(f"{len(recs.frame)} recommendations for {recs.frame['user'].nunique()} user(s) written to {out}", quiet)
+
+    def render(_):
+        from rich.table import Table
+
+        from adaptau_cli.ui import err_console
+
+        table = Table(title=f"top-{k} for {recs.frame['user'].nunique()} user(s) ({recs.label})", title_justify="left")
+        for col in ("user", "rank", "item", "score"):
+            table.add_column(col, justify="left" if col == "user" else "right")
+        shown = recs.frame.head(200)
+        for row in shown.itertuples(index=False):
+            table.add_row(str(row.user), str(row.rank), str(row.item), f"{row.score:.4f}")
+        err_console.print(table)
+        if len(recs.frame) > len(shown):
+            err_console.print(f"... {len(recs.frame) - len(shown)} more rows (use --out or --json)")
+
+    emit(recs.to_dict(), as_json, None if (quiet or out is not None) else render)
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder for everything it makes.")] = Path("adaptau-quickstart"),
+    small: Annotated[bool, typer.Option(
+        "--small", help="The tiny sample and 3 epochs: seconds instead of minutes (for tests, a first look).")] = False,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
+    quiet: QuietOpt = False, as_json: JsonOpt = False,
+) -> None:
+    """The whole story on the built-in sample: preprocess, estimate-tau, train no-norm and Adap-τ MF, evaluate, plot."""
+    from adaptau_cli.quickstart import run_quickstart
+    from adaptau_cli.ui import emit, err_console
+
+    result = run_quickstart(out, small=small, quiet=quiet or as_json, threads=threads)
+
+    def render(r):
+        from rich.table import Table
+
+        names = list(r["runs"])
+        table = Table(title=f"{r['dataset']}: test split, MF without normalization vs Adap-τ",
+                      title_justify="left")
+        table.add_column("metric")
+        for n in names:
+            table.add_column(n, justify="right")
+        for m in ("recall@20", "ndcg@20", "aplt@20", "coverage@20"):
+            table.add_row(m, *[f"{r['metrics'][n][m]:.4f}" for n in names])
+        table.add_row("ρ(item norm, popularity)", *[f"{r['spearman'][n]:.3f}" for n in names])
+        err_console.print(table)
+        err_console.print(f"done in {r['seconds']:.0f} s. Outputs in [bold]{r['out']}[/]:", highlight=False)
+        for n, d in r["runs"].items():
+            err_console.print(f"  run {n}: {d}", highlight=False, soft_wrap=True)
+        err_console.print(f"  side-by-side evaluation: {r['reports']['md']} (also .json, .csv)", highlight=False,
+                          soft_wrap=True)
+        err_console.print(f"  Figure 1 plots: {Path(r['out']) / 'plots'}/ "
+                          f"({', '.join(Path(p).name for p in r['plots'].values())})", highlight=False,
+                          soft_wrap=True)
+
+    emit(result.to_dict(), as_json, None if quiet else render)
+
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -430,16 +681,9 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except AdaptauError as exc:
-        if _STATE["debug"]:
-            traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        sys.exit(_report(exc))
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     except Exception as exc:  # an internal failure: still one line unless --debug
-        if _STATE["debug"]:
-            traceback.print_exc()
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-                          "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_INTERNAL)
+        sys.exit(_report(exc))

@@ -95,11 +95,12 @@ def _topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
 
     ``torch.topk`` over a whole row is slow on CPU and gives no tie order. Rows are
     instead cut into C interleaved chunks (chunk j = columns j, j+C, j+2C ...);
-    the k chunks with the largest maxima must contain every top-k item (any item
-    outside them has k distinct chunk maxima above it), so only their k*n/C items
-    (plus the < n/C leftover columns) are ranked, with exact keys. A row whose
-    k-th chunk maximum is tied with another chunk's maximum (many equal scores,
-    or fewer than k unmasked items) goes through the full exact path instead.
+    the k chunks with the largest maxima contain every top-k item (an item outside
+    them has k distinct chunk maxima above it), so only their k*n/C items (plus
+    the < n/C leftover columns) are ranked. Rows where equal scores could make the
+    answer ambiguous -- two equal values among the best k+1 candidates, or the
+    k-th value equal to a chunk maximum left out -- are redone with the exact
+    full-row path. With real-valued scores that is a handful of rows.
     """
     n_rows, n = scores.shape
     if n < 8 * k or n < 256:
@@ -109,25 +110,23 @@ def _topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     m = C * c0
     cmax = scores[:, :m].view(n_rows, c0, C).amax(1)
     top = torch.topk(cmax, k, dim=1, sorted=False)
-    thr = top.values.amin(1, keepdim=True)
-    tied = torch.nonzero((cmax >= thr).sum(1) > k).flatten()
+    thr = top.values.amin(1)
     offsets = C * torch.arange(c0, device=scores.device)
     cols = (top.indices[:, :, None] + offsets).reshape(n_rows, k * c0)
     if m < n:
         cols = torch.cat([cols, torch.arange(m, n, device=scores.device).expand(n_rows, n - m)], 1)
-    vals = torch.gather(scores, 1, cols)
-    if scores.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        pick = torch.topk(_order_keys(vals, cols), k, dim=1).indices
-    else:  # float64: rank candidates by (value desc, index asc) with two sorts
-        cols, perm = torch.sort(cols, dim=1)
-        vals = torch.gather(vals, 1, perm)
-        pick = torch.sort(vals, dim=1, descending=True, stable=True).indices[:, :k]
+    vals, pick = torch.topk(torch.gather(scores, 1, cols), k + 1, dim=1)
     idx = torch.gather(cols, 1, pick)
-    vals = torch.gather(vals, 1, pick)
-    if len(tied):
+    bad = (vals[:, 1:] == vals[:, :-1]).any(1)
+    at_thr = torch.nonzero(vals[:, k - 1] == thr).flatten()
+    if len(at_thr):
+        bad[at_thr] |= (cmax[at_thr] >= thr[at_thr, None]).sum(1) > k
+    vals, idx = vals[:, :k], idx[:, :k]
+    bad_rows = torch.nonzero(bad).flatten()
+    if len(bad_rows):
         step = max(1, 2**22 // n)
-        for s in range(0, len(tied), step):
-            rows = tied[s:s + step]
+        for s in range(0, len(bad_rows), step):
+            rows = bad_rows[s:s + step]
             vals[rows], idx[rows] = _exact_topk(scores[rows], k)
     return vals, idx
 
@@ -144,20 +143,25 @@ def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray
     """
     n_items = item_emb.shape[0]
     k = min(k, n_items)
+    users = np.asarray(users, dtype=np.int64)
     out = np.empty((len(users), k), dtype=np.int64)
     out_scores = np.empty((len(users), k), dtype=np.float32) if return_scores else None
     item_t = item_emb.t().contiguous()
     bs = block_size(n_items, batch_users, max_block_bytes, item_emb.element_size())
-    users = np.asarray(users, dtype=np.int64)
+    device = user_emb.device
+    if exclude is not None:
+        # the masked cells of all requested users, as flat offsets into a block of scores
+        sub = exclude[users]
+        ex_ptr = sub.indptr
+        ex_flat = torch.as_tensor(np.repeat(np.arange(len(users), dtype=np.int64) * n_items, np.diff(ex_ptr))
+                                  + sub.indices.astype(np.int64), device=device)
     with torch.no_grad():
         for start in range(0, len(users), bs):
             block = users[start:start + bs]
-            scores = user_emb[torch.as_tensor(block, dtype=torch.long, device=user_emb.device)] @ item_t
+            scores = user_emb[torch.as_tensor(block, dtype=torch.long, device=device)] @ item_t
             if exclude is not None:
-                sub = exclude[block]
-                rows = np.repeat(np.arange(len(block)), np.diff(sub.indptr))
-                scores[torch.as_tensor(rows, device=scores.device),
-                       torch.as_tensor(sub.indices, dtype=torch.long, device=scores.device)] = -torch.inf
+                flat = ex_flat[ex_ptr[start]:ex_ptr[start + len(block)]] - start * n_items
+                scores.view(-1).index_fill_(0, flat, -torch.inf)
             vals, idx = _topk_lowest_index(scores, k)
             out[start:start + len(block)] = idx.cpu().numpy()
             if out_scores is not None:
@@ -167,36 +171,59 @@ def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray
 
 
 def hit_matrix(topk: np.ndarray, users: np.ndarray, heldout: sp.csr_matrix) -> np.ndarray:
-    """Boolean (n_users, K): is the item at each rank a held-out item of that user."""
+    """Boolean (n_users, K): is the item at each rank a held-out item of that user.
+
+    Looked up in a dense boolean slice of the held-out matrix, a block of users
+    at a time (at most 16 MiB of booleans whatever the catalogue size).
+    """
     n_items = heldout.shape[1]
-    coo = heldout.tocoo()
-    keys = np.sort(coo.row.astype(np.int64) * n_items + coo.col.astype(np.int64))
-    query = users.astype(np.int64)[:, None] * n_items + topk
-    pos = np.searchsorted(keys, query)
-    pos = np.minimum(pos, len(keys) - 1) if len(keys) else pos
-    return (keys[pos] == query) if len(keys) else np.zeros_like(topk, dtype=bool)
+    users = np.asarray(users, dtype=np.int64)
+    out = np.zeros(topk.shape, dtype=bool)
+    if topk.size == 0 or heldout.nnz == 0:
+        return out
+    bs = max(1, min(len(users), 2**24 // max(n_items, 1)))
+    dense = np.zeros((bs, n_items), dtype=bool)    # reused: set, read, then cleared cell by cell
+    for start in range(0, len(users), bs):
+        sub = heldout[users[start:start + bs]]
+        rows = np.repeat(np.arange(sub.shape[0]), np.diff(sub.indptr))
+        dense[rows, sub.indices] = True
+        out[start:start + bs] = np.take_along_axis(dense[:sub.shape[0]], topk[start:start + bs], 1)
+        dense[rows, sub.indices] = False
+    return out
 
 
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Mean of each metric @K over the rows of ``hits`` (users with >= 1 held-out item)."""
+    """Mean of each metric @K over the rows of ``hits`` (users with >= 1 held-out item).
+
+    Running sums over the ranks are computed once for the largest K; each K
+    reads its column.
+    """
     out: dict[str, float] = {}
     n_relevant = n_relevant.astype(np.float64)
-    discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
+    width = hits.shape[1]
+    h = hits.astype(np.float64)
+    ranks = np.arange(1, width + 1)
+    discounts = 1.0 / np.log2(ranks + 1)
+    cum_hits = np.cumsum(h, 1)
+    cum_dcg = np.cumsum(h * discounts, 1)
+    cum_ap = np.cumsum(cum_hits / ranks * h, 1)
+    ideal = np.cumsum(discounts)
+    any_hit = hits.any(1)
+    first = np.where(any_hit, hits.argmax(1) + 1, width + 1)   # rank of the first hit
+    zeros = np.zeros(hits.shape[0])
     for k in ks:
-        h = hits[:, :k].astype(np.float64)
-        kk = h.shape[1]
-        n_hits = h.sum(1)
-        dcg = (h * discounts[:kk]).sum(1)
-        ideal_n = np.minimum(n_relevant, k).astype(np.int64)
-        idcg = np.cumsum(discounts)[np.minimum(np.maximum(ideal_n, 1), kk) - 1] if kk else np.ones_like(n_relevant)
-        first = np.where(n_hits > 0, h.argmax(1) + 1, 0)
-        prec_at = np.cumsum(h, 1) / np.arange(1, kk + 1)
+        kk = min(k, width)
+        n_hits = cum_hits[:, kk - 1] if kk else zeros
+        dcg = cum_dcg[:, kk - 1] if kk else zeros
+        ap = cum_ap[:, kk - 1] if kk else zeros
+        ideal_n = np.minimum(np.minimum(n_relevant, k), max(kk, 1)).astype(np.int64)
+        idcg = ideal[np.maximum(ideal_n, 1) - 1] if kk else np.ones_like(n_relevant)
         out[f"recall@{k}"] = float(np.mean(n_hits / n_relevant))
         out[f"ndcg@{k}"] = float(np.mean(dcg / idcg))
         out[f"precision@{k}"] = float(np.mean(n_hits / k))
         out[f"hit@{k}"] = float(np.mean(n_hits > 0))
-        out[f"mrr@{k}"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
-        out[f"map@{k}"] = float(np.mean((prec_at * h).sum(1) / np.minimum(n_relevant, k)))
+        out[f"mrr@{k}"] = float(np.mean(np.where(first <= kk, 1.0 / first, 0.0)))
+        out[f"map@{k}"] = float(np.mean(ap / np.minimum(n_relevant, k)))
     return out
 
 
@@ -357,24 +384,28 @@ def evaluate_dataset(dataset, user_emb: torch.Tensor, item_emb: torch.Tensor,
     ks = tuple(sorted({int(k) for k in cfg.ks}))
     t0 = time.perf_counter()
     heldout, exclude = split_masks(dataset, cfg.split)
-    res = evaluate_embeddings(user_emb, item_emb, heldout, exclude, ks, cfg.batch_users,
-                              int(cfg.max_block_mb * 2**20) if cfg.max_block_mb else None)
+    # the same steps as evaluate_embeddings (training's validation), keeping the hits
+    n_rel_all = np.diff(heldout.indptr)
+    users = np.flatnonzero(n_rel_all > 0)
+    topk = score_topk(user_emb, item_emb, users, exclude, max(ks), cfg.batch_users,
+                      int(cfg.max_block_mb * 2**20) if cfg.max_block_mb else None)
+    hits = hit_matrix(topk, users, heldout)
+    n_rel = n_rel_all[users]
+    metrics = ranking_metrics(hits, n_rel, ks)
     pop = np.asarray(dataset.item_popularity, dtype=np.int64)
     item_groups = popularity_groups(pop, cfg.groups, cfg.grouping)
     tail = ~head_mask(pop, cfg.head_share)
-    hits = hit_matrix(res.topk, res.users, heldout)
-    n_rel = np.diff(heldout.indptr)[res.users]
     bias: dict[str, float] = {}
     groups: dict[str, dict[str, list[float]]] = {}
     for k in ks:
-        bias.update(bias_metrics(res.topk, pop, tail, k))
-        groups[str(k)] = group_view(res.topk, hits, n_rel, item_groups, cfg.groups, k)
+        bias.update(bias_metrics(topk, pop, tail, k))
+        groups[str(k)] = group_view(topk, hits, n_rel, item_groups, cfg.groups, k)
     return SplitEvaluation(
-        label=label, split=cfg.split, ks=ks, n_users=res.n_users, n_items=dataset.n_items,
-        metrics=res.metrics, bias=bias, groups=groups, n_groups=cfg.groups, grouping=cfg.grouping,
+        label=label, split=cfg.split, ks=ks, n_users=len(users), n_items=dataset.n_items,
+        metrics=metrics, bias=bias, groups=groups, n_groups=cfg.groups, grouping=cfg.grouping,
         group_info=group_summary(pop, item_groups, cfg.groups), head_share=cfg.head_share,
         tail_items=int(tail.sum()), seconds=time.perf_counter() - t0, info=dict(info or {}),
-        topk=res.topk, users=res.users)
+        topk=topk, users=users)
 
 
 def run_label(run) -> str:

@@ -117,6 +117,8 @@ def per_row_scores(u: torch.Tensor, items: torch.Tensor, idx: torch.Tensor,
 # ---------------------------------------------------------------------------
 
 FUSED_CHUNK_ELEMENTS = 1 << 18   # rows per chunk x M: ~1 MiB of float32, stays in L2
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
 
 
 class FusedMatrixSoftmax(torch.autograd.Function):
@@ -127,7 +129,9 @@ class FusedMatrixSoftmax(torch.autograd.Function):
     logits in main memory (scale, max, subtract, exp, sum, the τ=1 copy, the
     backward softmax) which cost more than the GEMMs on a CPU. Here every
     elementwise step runs on a cache-sized block of rows right after its GEMM;
-    S is kept for backward and nothing else of size B×M is.
+    S is kept for backward and nothing else of size B×M is. Exponentials are
+    taken base 2 (log2 e folded into the scale): torch's CPU ``exp2`` is
+    several times faster than ``exp`` and exactly as accurate.
 
     Inputs: u (B,d), n (M,d), lp (B,) positive logits already scaled
     (w_pos·f(u,i)), w (B,) = 1/τ_u for the negatives (not differentiated),
@@ -144,77 +148,87 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         M = n.shape[0]
         nt = n.t()
         S = u.new_empty(B, M)
-        lse = u.new_empty(B)
+        lse2 = u.new_empty(B)                       # log2 of the denominators
         lse1 = u.new_zeros(B) if not want_tau1 else u.new_empty(B)
+        wl = w * LOG2E
+        lp2 = lp.detach() * LOG2E
+        p2 = pos1 * LOG2E
         for r0 in range(0, B, chunk):
             r1 = min(B, r0 + chunk)
             Sc = S[r0:r1]
             torch.mm(u[r0:r1], nt, out=Sc)
-            z = Sc * w[r0:r1, None]
+            head = lp2[r0:r1]
+            wc = wl[r0:r1]
             if mask_diag:
                 rr = torch.arange(r0, r1, device=u.device)
-                z[rr - r0, rr] = float("-inf")
-            head = lp[r0:r1]
-            mx = z.amax(1)
+                keep = Sc[rr - r0, rr].clone()
+                Sc[rr - r0, rr] = float("-inf")
+            mx = Sc.amax(1).mul_(wc)                     # max of the logits (w > 0)
             if include_pos:
                 mx = torch.maximum(mx, head)
             if mask_diag:  # a row with no negative at all (B = 1) has max -inf
                 mx = torch.nan_to_num(mx, neginf=0.0)
-            tot = z.sub_(mx[:, None]).exp_().sum(1)
+            z = torch.addcmul(-mx[:, None], Sc, wc[:, None]).exp2_()   # one pass: scale, shift, exp
+            if mask_diag:
+                Sc[rr - r0, rr] = keep
+            tot = z.sum(1)
             if include_pos:
-                tot = tot + torch.exp(head - mx)
-            lse[r0:r1] = torch.log(tot).add_(mx)
+                tot = tot + torch.exp2(head - mx)
+            lse2[r0:r1] = torch.log2(tot).add_(mx)
             if not want_tau1:
                 continue
-            # the same rows at tau = 1: cosines are bounded, so no max shift is needed
-            z1 = torch.exp(Sc, out=z)
-            if mask_diag:
-                z1[rr - r0, rr] = 0.0
-            if bounded:
+            # the same rows at tau = 1
+            z1 = torch.mul(Sc, LOG2E, out=z)
+            if bounded:  # cosines: |S| <= 1, no max shift needed
+                z1.exp2_()
+                if mask_diag:
+                    z1[rr - r0, rr] = 0.0
                 tot1 = z1.sum(1)
                 if include_pos:
-                    tot1 = tot1 + torch.exp(pos1[r0:r1])
-                lse1[r0:r1] = torch.log(tot1)
+                    tot1 = tot1 + torch.exp2(p2[r0:r1])
+                lse1[r0:r1] = torch.log2(tot1)
             else:
-                z1 = Sc.clone()
                 if mask_diag:
                     z1[rr - r0, rr] = float("-inf")
                 mx1 = z1.amax(1)
                 if include_pos:
-                    mx1 = torch.maximum(mx1, pos1[r0:r1])
+                    mx1 = torch.maximum(mx1, p2[r0:r1])
                 if mask_diag:
                     mx1 = torch.nan_to_num(mx1, neginf=0.0)
-                tot1 = z1.sub_(mx1[:, None]).exp_().sum(1)
+                tot1 = z1.sub_(mx1[:, None]).exp2_().sum(1)
                 if include_pos:
-                    tot1 = tot1 + torch.exp(pos1[r0:r1] - mx1)
-                lse1[r0:r1] = torch.log(tot1).add_(mx1)
-        ctx.save_for_backward(u, n, lp, w, S, lse)
+                    tot1 = tot1 + torch.exp2(p2[r0:r1] - mx1)
+                lse1[r0:r1] = torch.log2(tot1).add_(mx1)
+        ctx.save_for_backward(u, n, lp, wl, S, lse2)
         ctx.include_pos, ctx.mask_diag, ctx.chunk = include_pos, mask_diag, chunk
-        rows1 = lse1 - pos1
+        rows1 = lse1 * LN2 - pos1
         ctx.mark_non_differentiable(rows1)
-        return lse - lp, rows1
+        return lse2 * LN2 - lp, rows1
 
     @staticmethod
     def backward(ctx, g, _g1):
-        u, n, lp, w, S, lse = ctx.saved_tensors
+        u, n, lp, wl, S, lse2 = ctx.saved_tensors
         B = u.shape[0]
         chunk = ctx.chunk
         gu = torch.empty_like(u)
         gn = torch.zeros_like(n)
         g = g.contiguous()
+        coef = g * wl * LN2                          # dL/dS = softmax · g · w
+        folded = bool((coef > 0).all())              # the usual case (g = 1/B): fold coef into the exponent
+        shift = (torch.log2(coef) - lse2 if folded else -lse2)[:, None]
         for r0 in range(0, B, chunk):
             r1 = min(B, r0 + chunk)
-            z = S[r0:r1] * w[r0:r1, None]
-            z.sub_(lse[r0:r1, None]).exp_()            # softmax probabilities
+            z = torch.addcmul(shift[r0:r1], S[r0:r1], wl[r0:r1, None]).exp2_()   # softmax (times coef)
             if ctx.mask_diag:
                 rr = torch.arange(r0, r1, device=u.device)
                 z[rr - r0, rr] = 0.0
-            z.mul_((g[r0:r1] * w[r0:r1])[:, None])     # dL/dS
+            if not folded:
+                z.mul_(coef[r0:r1, None])
             torch.mm(z, n, out=gu[r0:r1])
             gn.addmm_(z.t(), u[r0:r1])
         glp = -g
         if ctx.include_pos:
-            glp = glp + g * torch.exp(lp - lse)
+            glp = glp + g * torch.exp2(lp.detach() * LOG2E - lse2)
         return gu, gn, glp, None, None, None, None, None, None, None
 
 
@@ -244,6 +258,28 @@ def _as_col(w, like: torch.Tensor) -> torch.Tensor | float:
     return w if not isinstance(w, torch.Tensor) else w.to(like.dtype)
 
 
+class _LogSumExpRows(torch.autograd.Function):
+    """``logsumexp(x, 1)`` with base-2 exponentials (torch's CPU exp2 is much faster than exp)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x2 = x * LOG2E
+        mx = x2.amax(1)
+        mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+        lse2 = torch.log2(torch.exp2(x2 - mx[:, None]).sum(1)) + mx
+        ctx.save_for_backward(x2, lse2)
+        return lse2 * LN2
+
+    @staticmethod
+    def backward(ctx, g):
+        x2, lse2 = ctx.saved_tensors
+        return torch.exp2(x2 - lse2[:, None]).mul_(g[:, None])
+
+
+def logsumexp_rows(x: torch.Tensor) -> torch.Tensor:
+    return _LogSumExpRows.apply(x)
+
+
 def softmax_rows(pos: torch.Tensor, neg: torch.Tensor, w_neg=1.0, w_pos=1.0,
                  positive_in_denominator: bool = False, neg_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-row sampled-softmax loss. ``pos`` (B,), ``neg`` (B, M), ``w_*`` scalar or (B,) = 1/τ.
@@ -256,7 +292,7 @@ def softmax_rows(pos: torch.Tensor, neg: torch.Tensor, w_neg=1.0, w_pos=1.0,
         ln = ln.masked_fill(~neg_mask, float("-inf"))
     if positive_in_denominator:
         ln = torch.cat([lp[:, None], ln], 1)
-    return torch.logsumexp(ln, 1) - lp
+    return logsumexp_rows(ln) - lp
 
 
 def bpr_rows(pos: torch.Tensor, neg: torch.Tensor, w_neg=1.0, w_pos=1.0,

@@ -27,6 +27,7 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from adaptau_cli.io import atomic_path
 from adaptau_cli.magnitude import RunMagnitude
@@ -87,6 +88,7 @@ def plot_norms_by_group(results: Sequence[RunMagnitude]) -> Figure | None:
             ax.plot(r.epochs, norms[:, g], color=colors[g], linewidth=1.4, label=f"g{g}")
         ax.set_title(_run_title(r), fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean raw item-embedding norm\n(L2, unitless)")
     fig.suptitle("(a) item-embedding magnitude per popularity group over training", fontsize=11)
@@ -107,6 +109,7 @@ def plot_positive_score(results: Sequence[RunMagnitude]) -> Figure | None:
                 markersize=3, label=_run_title(r).replace("\n", " "))
     ax.set_title("(b) mean score of positive (user, item) pairs over training", fontsize=11)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("mean positive-pair score\n(model's own score: inner product or cosine)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")

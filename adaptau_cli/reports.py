@@ -177,8 +177,9 @@ def render_evaluation(evals: Sequence[SplitEvaluation], console=None) -> None:
     if not evals:
         return
     first = evals[0]
-    acc = Table(title=f"{first.split} split: full ranking over {first.n_items} items "
-                      f"({definitions(first)['masking']})", title_justify="left")
+    console.print(f"[bold]{first.split} split[/]: full ranking over {first.n_items} items, "
+                  f"{definitions(first)['masking']}", highlight=False)
+    acc = Table()
     acc.add_column("metric")
     for ev in evals:
         acc.add_column(ev.label, justify="right")
@@ -192,9 +193,10 @@ def render_evaluation(evals: Sequence[SplitEvaluation], console=None) -> None:
                         style="dim" if k != main_k(first.ks) else None)
     console.print(acc)
     k = main_k(first.ks)
-    grp = Table(title=f"recall@{k} contribution per popularity group "
-                      f"({'equal mass' if first.grouping == 'mass' else 'equal count'}, g0 = least popular)",
-                title_justify="left")
+    console.print(f"[bold]recall@{k} contribution per popularity group[/] "
+                  f"({'equal interaction mass' if first.grouping == 'mass' else 'equal item count'}, "
+                  "g0 = least popular; the groups sum to recall)", highlight=False)
+    grp = Table()
     grp.add_column("group")
     grp.add_column("items", justify="right")
     for ev in evals:

@@ -158,3 +158,22 @@ def test_bad_choices_are_rejected():
         L.batch_loss(U, I, users, pos, shared, loss="hinge")
     with pytest.raises(ValueError):
         L.normalize_flags("l1")
+
+
+@pytest.mark.parametrize("mask_diag,include_pos", [(False, False), (True, True)])
+def test_fused_gradient_with_any_upstream_gradient(mask_diag, include_pos):
+    """Weights of mixed sign exercise the backward path that cannot fold the weight into the exponent."""
+    g = torch.Generator().manual_seed(11)
+    u = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    n = torch.randn(6 if mask_diag else 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    pos = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(6, generator=g, dtype=torch.float64) * 3 + 0.5
+    weights = torch.randn(6, generator=g, dtype=torch.float64)
+    rows, _ = L.fused_matrix_softmax(u, n, pos, w, 2.0, include_pos, mask_diag=mask_diag)
+    mask = ~torch.eye(6, dtype=torch.bool) if mask_diag else None
+    ref = L.softmax_rows(pos, u @ n.t(), w, 2.0, include_pos, mask)
+    torch.testing.assert_close(rows, ref, rtol=1e-10, atol=1e-12)
+    got = torch.autograd.grad((rows * weights).sum(), (u, n, pos))
+    want = torch.autograd.grad((ref * weights).sum(), (u, n, pos))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

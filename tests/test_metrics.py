@@ -101,6 +101,65 @@ def test_every_metric_matches_reference_with_ties(seed):
         assert res.topk[row].tolist() == lists[u]          # identical lists, ties included
 
 
+@pytest.mark.parametrize("levels", [1, 3, None])
+def test_every_metric_matches_reference_on_a_larger_catalogue(levels):
+    """n_items >= 256 takes the chunked selection path; levels=1 makes ties everywhere."""
+    if levels is None:
+        U, I, train, test = random_case(21, n_users=40, n_items=700, dim=8, test_p=0.03)
+        U, I = torch.randn_like(U), torch.randn_like(I)
+    else:
+        U, I, train, test = random_case(20 + levels, n_users=40, n_items=700, dim=3, levels=levels, test_p=0.03)
+    ks = (1, 10, 30)
+    res = evaluate_embeddings(U, I, test, train, ks=ks, batch_users=16)
+    ref, lists = ref_evaluate(U, I, test, train, ks)
+    for key, value in ref.items():
+        assert res.metrics[key] == pytest.approx(value, abs=1e-12), key
+    for row, u in enumerate(res.users):
+        assert res.topk[row].tolist() == lists[u]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n,k", [(300, 1), (300, 30), (1000, 10), (3043, 50)])
+def test_topk_selection_equals_stable_sort(dtype, n, k):
+    from adaptau_cli.evaluate import _topk_lowest_index
+
+    g = torch.Generator().manual_seed(n + k)
+    rows = [torch.randn(n, generator=g),                                    # distinct scores
+            torch.randint(0, 4, (n,), generator=g).to(torch.float32),      # 4 distinct values
+            torch.zeros(n),                                                 # all tied
+            torch.full((n,), -torch.inf),                                   # all masked
+            torch.where(torch.rand(n, generator=g) < 0.99, -torch.inf, torch.randn(n, generator=g)),
+            torch.randn(n, generator=g).round(decimals=1)]                  # ties near the cut
+    rows.append(-rows[0] * 0.0)                                             # -0.0 and +0.0 are equal
+    scores = torch.stack(rows).to(dtype)
+    vals, idx = _topk_lowest_index(scores, k)
+    for r in range(scores.shape[0]):
+        ref = np.argsort(-scores[r].numpy(), kind="stable")[:k]
+        assert idx[r].tolist() == ref.tolist(), r
+        assert vals[r].tolist() == scores[r, ref].tolist()
+
+
+@pytest.mark.parametrize("n,k", [(300, 1), (300, 5), (1000, 10)])
+def test_topk_selection_with_a_tie_at_the_cut_across_chunks(n, k):
+    """Distinct scores except the k-th one, tied with a far lower-ranked item elsewhere in the row.
+
+    The chunked path must notice that the tied item's chunk may have been left out.
+    """
+    from adaptau_cli.evaluate import _topk_lowest_index
+
+    rng = np.random.default_rng(n + k)
+    rows = []
+    for _ in range(100):
+        v = rng.permutation(n).astype(np.float32)
+        order = np.argsort(-v, kind="stable")
+        v[rng.choice(order[k + 5:])] = v[order[k - 1]]
+        rows.append(v)
+    scores = torch.tensor(np.stack(rows))
+    _, idx = _topk_lowest_index(scores, k)
+    for r in range(len(rows)):
+        assert idx[r].tolist() == np.argsort(-rows[r], kind="stable")[:k].tolist()
+
+
 def test_user_with_more_heldout_than_k_can_reach_recall_below_one_but_ndcg_one():
     # one user, 10 held-out items, perfect ranking, K = 5
     n_items = 20
@@ -156,6 +215,22 @@ def test_hit_matrix_against_loop():
     for r, u in enumerate(users):
         for c in range(6):
             assert h[r, c] == (held[u, topk[r, c]] > 0)
+
+
+def test_hit_matrix_over_several_blocks_of_a_wide_catalogue():
+    rng = np.random.default_rng(4)
+    n_users, n_items = 400, 100_000                      # > 16 MiB of booleans: several blocks
+    held = sp.random(n_users, n_items, density=2e-4, format="csr", random_state=5)
+    held.data[:] = 1
+    users = np.sort(rng.choice(n_users, 300, replace=False))
+    topk = rng.integers(0, n_items, (300, 10))
+    topk[:, 0] = [held[u].indices[0] if held[u].nnz else 0 for u in users]   # plenty of hits
+    h = hit_matrix(topk, users, held)
+    coo = held.tocoo()
+    pairs = set(zip(coo.row.tolist(), coo.col.tolist()))
+    expected = np.array([[(int(u), int(i)) in pairs for i in row] for u, row in zip(users, topk)])
+    assert (h == expected).all()
+    assert h[:, 0].sum() > 200
 
 
 # ---------------------------------------------------------------------------

@@ -219,3 +219,14 @@ def test_unknown_format_and_misplaced_column_flags(tmp_path):
     g = write(tmp_path / "b.csv", "user,item\n1,2\n")
     with pytest.raises(UserError, match="no column 'who'"):
         read_source(g, columns=Columns(user="who"))
+
+
+def test_headerless_string_ids_by_position_and_bom(tmp_path):
+    f = write(tmp_path / "plain.csv", "alice,book1,5\nbob,book2,3\n")
+    t = read_source(f, columns=Columns(user="0", item="1", rating="2")).parts["all"]
+    assert t.user.tolist() == ["alice", "bob"] and t.rating.tolist() == [5.0, 3.0]
+    g = write(tmp_path / "named.csv", "user,item\nalice,book1\n")     # positions on a file with a header
+    assert read_source(g, columns=Columns(user="0", item="1")).parts["all"].user.tolist() == ["alice"]
+    h = tmp_path / "bom.csv"
+    h.write_bytes("\ufeffuser_id,item_id\nu1,i1\n".encode("utf-8"))
+    assert read_source(h).parts["all"].user.tolist() == ["u1"]

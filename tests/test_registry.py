@@ -161,3 +161,11 @@ def test_registry_entries_are_complete():
     assert registry.get_entry("ML-1M").name == "ml-1m"
     with pytest.raises(UserError, match="unknown dataset 'ml-20m'"):
         registry.get_entry("ml-20m")
+
+
+def test_mirror_from_environment(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    publish(mirror)
+    monkeypatch.setitem(registry.REGISTRY, "toy", lightgcn_entry("http://127.0.0.1:9"))
+    monkeypatch.setenv("ADAPTAU_MIRROR", str(mirror))
+    assert len(prepare(PreprocessConfig(dataset="toy")).dataset.splits["test"]) == 3

@@ -193,3 +193,28 @@ def test_list_datasets_shows_registry_and_cache(tmp_path):
     assert [p["name"] for p in listing["prepared"]] == ["synthetic-tiny"]
     tiny = next(e for e in listing["registry"] if e["name"] == "synthetic-tiny")
     assert tiny["prepared"] == 1
+
+
+def test_build_atomically_keeps_a_concurrent_result_unless_replacing(tmp_path):
+    final = tmp_path / "datasets" / "x-123"
+
+    def writer(text):
+        def write(folder):
+            (folder / "manifest.json").write_text(text)
+        return write
+
+    store.build_atomically(final, writer("first"))
+    store.build_atomically(final, writer("second"), replace=False)
+    assert (final / "manifest.json").read_text() == "first"
+    store.build_atomically(final, writer("third"), replace=True)
+    assert (final / "manifest.json").read_text() == "third"
+    assert [p.name for p in final.parent.iterdir()] == ["x-123"]          # no temp or old folders left
+
+
+def test_loaded_arrays_are_writable_and_typed(tmp_path):
+    src = make_csv(tmp_path)
+    folder = prepare(PreprocessConfig(source=str(src))).path
+    ds = store.load_dataset(folder)
+    for s in ds.splits.values():
+        assert s.users.dtype == np.int32 and s.items.dtype == np.int32 and s.timestamps.dtype == np.int64
+        assert s.users.flags.writeable and s.items.flags.writeable

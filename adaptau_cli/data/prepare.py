@@ -8,6 +8,7 @@ existing folder. Only a new key (or ``force``) reads and cleans the raw data.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -69,17 +70,25 @@ def prepare(cfg: PreprocessConfig, force: bool = False, quiet: bool = True) -> P
         ds = store.load_dataset(final)
         return PrepareResult(dataset=ds, path=final, reused=True, seconds=time.perf_counter() - start)
 
-    raw = _read(inp, cfg)
-    pool = split.build_pool(raw, cfg.min_rating, int(cfg.user_core), int(cfg.item_core))
-    result = split.split_pool(pool, method, ratios, float(cfg.valid_ratio), int(cfg.seed))
-    ds = PreparedDataset(name=inp.name, n_users=result.n_users, n_items=result.n_items, splits=result.splits,
-                         user_ids=result.user_ids, item_ids=result.item_ids)
-    manifest = build_manifest(inp, options, key, result, ds)
-    ds.manifest = manifest
-    store.build_atomically(final, lambda tmp: store.write_dataset_files(
-        tmp, result.splits, result.user_ids, result.item_ids, manifest))
+    with _status(f"preparing {inp.name} ...", quiet):
+        raw = _read(inp, cfg)
+        pool = split.build_pool(raw, cfg.min_rating, int(cfg.user_core), int(cfg.item_core))
+        result = split.split_pool(pool, method, ratios, float(cfg.valid_ratio), int(cfg.seed))
+        ds = PreparedDataset(name=inp.name, n_users=result.n_users, n_items=result.n_items, splits=result.splits,
+                             user_ids=result.user_ids, item_ids=result.item_ids)
+        manifest = build_manifest(inp, options, key, result, ds)
+        ds.manifest = manifest
+        store.build_atomically(final, lambda tmp: store.write_dataset_files(
+            tmp, result.splits, result.user_ids, result.item_ids, manifest), replace=force or final.exists())
     ds.path = final
     return PrepareResult(dataset=ds, path=final, reused=False, seconds=time.perf_counter() - start)
+
+
+def _status(message: str, quiet: bool):
+    """A transient spinner on stderr while a dataset is built (terminals only, never with --quiet)."""
+    from adaptau_cli.ui import err_console, show_progress
+
+    return err_console.status(message) if show_progress(quiet) else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------------

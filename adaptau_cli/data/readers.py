@@ -202,6 +202,8 @@ def detect_file_format(path: Path) -> str:
 def _first_line(path: Path) -> str | None:
     with open(path, "rb") as fh:
         chunk = fh.read(1 << 16)
+    if chunk.startswith(b"\xef\xbb\xbf"):
+        chunk = chunk[3:]                        # UTF-8 byte-order mark (spreadsheet exports)
     for raw in chunk.splitlines():
         text = raw.decode("utf-8", errors="replace").strip("\r\n")
         if text.strip():
@@ -468,12 +470,21 @@ def _sniff_sep(head: str) -> str:
 
 
 def _looks_like_header(fields: list[str], columns: Columns) -> bool:
+    """A first line is a header if it names a given column, or is not all numbers.
+
+    Exception: when every column flag is a position (``--user-col 0``) and no
+    field of the first line is a familiar column name, the file is taken as
+    headerless even with string ids (``alice,book1,5``).
+    """
     given = {c for c in (columns.user, columns.item, columns.rating, columns.time) if c}
     if given & set(fields):
         return True
-    if given and all(c.isdigit() for c in given):
-        return False  # columns named by position: the first line is data
-    return not all(_is_number(f) for f in fields if f != "")
+    if all(_is_number(f) for f in fields if f != ""):
+        return False
+    known = {c.split(":")[0] for c in USER_CANDIDATES + ITEM_CANDIDATES + RATING_CANDIDATES + TIME_CANDIDATES}
+    if given and all(c.isdigit() for c in given) and not ({f.lower() for f in fields} & known):
+        return False
+    return True
 
 
 def _choose_columns(path: Path, names: list[str], columns: Columns, has_header: bool) -> dict[str, str | None]:

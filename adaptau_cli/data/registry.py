@@ -159,6 +159,7 @@ def verify(path: Path, rf: RemoteFile) -> None:
 def ensure_files(entry: Entry, root: Path, mirror: str | os.PathLike | None = None,
                  quiet: bool = True) -> list[Path]:
     """Paths of the entry's data files (extracted members for archives), fetching what is missing."""
+    mirror = mirror or os.environ.get("ADAPTAU_MIRROR") or None
     out = []
     for rf in entry.files:
         archive = _ensure_file(entry, rf, root, mirror, quiet)

@@ -32,7 +32,6 @@ import dataclasses
 import math
 
 import numpy as np
-import pandas as pd
 
 from adaptau_cli.data.dataset import Interactions
 from adaptau_cli.data.readers import RawData
@@ -129,6 +128,8 @@ def resolve_split(method: str, given_split: bool, has_valid_file: bool, valid_ra
 
 def factorize_sorted(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Codes into the sorted unique ids (hash-based factorize, then re-rank: O(n) + O(k log k))."""
+    import pandas as pd  # imported here: loading a prepared store never needs pandas
+
     codes, uniques = pd.factorize(ids, sort=False)
     uniques = np.asarray(uniques)
     try:

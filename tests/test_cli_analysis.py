@@ -1,0 +1,257 @@
+"""evaluate, analyze-magnitude, recommend and quickstart driven as a user would: CliRunner and subprocesses.
+
+Two tiny runs (no-norm MF and Adap-τ MF on synthetic-tiny, 2 epochs) are trained
+once per module with the real engine; every test then works on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from adaptau_cli.cli import main
+from adaptau_cli.config import PreprocessConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(epochs=2, batch_size=256, num_negatives=32, lr=0.01, warmup_epochs=1, threads=1, device="cpu",
+            ks=(10, 20))
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    """The console entry point (with its error handling) inside CliRunner's isolation."""
+    runner = CliRunner()
+    with runner.isolation() as streams:
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    return code, out, err
+
+
+def run_sub(args: list[str], home: Path, cwd: Path | None = None, timeout: int = 300):
+    env = {**os.environ, "ADAPTAU_HOME": str(home), "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "adaptau_cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd or REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Two trained tiny runs in a module-level store (never the user's cache)."""
+    from adaptau_cli.data.prepare import prepare_dataset
+    from adaptau_cli.train import train
+
+    root = tmp_path_factory.mktemp("analysis_runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADAPTAU_HOME", str(root / "home"))
+        data_cfg = PreprocessConfig(dataset="synthetic-tiny")
+        dataset = prepare_dataset(data_cfg)
+        out = {}
+        for name, kw in (("nonorm", dict(norm="none", tau_mode="none")),
+                         ("adaptau", dict(norm="both", tau_mode="adap-tau"))):
+            out[name] = root / name
+            train(TrainConfig(**FAST, **kw), data_cfg, dataset, out[name])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------
+
+def test_evaluate_side_by_side_json_matches_training_report(runs):
+    code, out, err = run_cli(["evaluate", str(runs["nonorm"]), str(runs["adaptau"] / "checkpoint-best.pt"),
+                              "--k", "10,20", "--groups", "4", "--json", "--quiet"])
+    assert code == 0, err
+    payload = json.loads(out)
+    assert [r["label"] for r in payload["runs"]] == ["nonorm", "adaptau"]
+    for r, name in zip(payload["runs"], ("nonorm", "adaptau")):
+        report = json.loads((runs[name] / "report.json").read_text())
+        # one evaluation implementation: the same number as training's final test evaluation
+        assert r["metrics"]["recall@20"] == pytest.approx(report["test_metrics"]["recall@20"], abs=1e-12)
+        assert r["split"] == "test" and r["n_users"] > 0
+        assert len(r["groups"]["20"]["recall_contribution"]) == 4
+        assert sum(r["groups"]["20"]["recall_contribution"]) == pytest.approx(r["metrics"]["recall@20"])
+        assert set(r["bias"]) == {f"{m}@{k}" for m in ("arp", "aplt", "coverage", "gini") for k in (10, 20)}
+        assert r["info"]["norm"] == ("none" if name == "nonorm" else "both")
+    assert "holding 20%" in payload["definitions"]["long_tail"]
+
+
+def test_evaluate_writes_reports_and_renders_tables(runs, tmp_path):
+    for suffix in ("md", "csv", "json"):
+        code, out, err = run_cli(["evaluate", str(runs["nonorm"]), str(runs["adaptau"]), "--split", "valid",
+                                  "--k", "5,20", "--grouping", "count", "--out", str(tmp_path / f"r.{suffix}")])
+        assert code == 0, err
+        assert out == ""                                           # tables go to stderr
+        assert "nonorm" in err and "adaptau" in err and "recall@20" in err
+        assert "valid split" in err and "validation items masked" not in err
+    md = (tmp_path / "r.md").read_text()
+    assert "| metric | nonorm | adaptau |" in md and "# Evaluation on the valid split" in md
+    frame = pd.read_csv(tmp_path / "r.csv")
+    assert {"nonorm", "adaptau"} <= set(frame.columns)
+    assert json.loads((tmp_path / "r.json").read_text())["split"] == "valid"
+
+
+def test_evaluate_reads_an_evaluate_section_of_a_config_file(runs, tmp_path):
+    cfg = tmp_path / "eval.toml"
+    cfg.write_text('[evaluate]\nks = [7]\ngroups = 3\nsplit = "valid"\n')
+    code, out, err = run_cli(["evaluate", str(runs["nonorm"]), "--config", str(cfg), "--json", "--quiet"])
+    assert code == 0, err
+    r = json.loads(out)["runs"][0]
+    assert r["ks"] == [7] and r["n_groups"] == 3 and r["split"] == "valid"
+    # a flag overrides the file
+    code, out, err = run_cli(["evaluate", str(runs["nonorm"]), "--config", str(cfg), "--k", "3", "--json", "-q"])
+    assert json.loads(out)["runs"][0]["ks"] == [3]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["evaluate", "no/such/run"], "run not found"),
+    (["evaluate", "{run}", "--split", "train"], "unknown split"),
+    (["evaluate", "{run}", "--k", "ten"], "--k expects"),
+    (["evaluate", "{run}", "--grouping", "median"], "unknown grouping"),
+    (["evaluate", "{run}", "--out", "{tmp}/report.html"], "unknown suffix"),
+])
+def test_evaluate_bad_input_is_one_line_exit_2(runs, tmp_path, args, message):
+    args = [a.format(run=runs["nonorm"], tmp=tmp_path) for a in args]
+    code, out, err = run_cli(args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3                     # one (possibly wrapped) line
+
+
+# ---------------------------------------------------------------------------
+# analyze-magnitude
+# ---------------------------------------------------------------------------
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_analyze_magnitude_writes_four_pngs_into_the_run_dir(runs, tmp_path):
+    run_a, run_b = tmp_path / "nonorm", tmp_path / "adaptau"
+    shutil.copytree(runs["nonorm"], run_a)
+    shutil.copytree(runs["adaptau"], run_b)
+    code, out, err = run_cli(["analyze-magnitude", str(run_a), str(run_b)])
+    assert code == 0, err
+    plots = run_a / "plots"
+    for name in ("norms_by_group.png", "positive_score.png", "group_recall.png", "norm_vs_popularity.png"):
+        w, h = _png_size(plots / name)
+        assert w > 400 and h > 300
+    summary = json.loads((plots / "magnitude.json").read_text())["summary"]
+    assert [s["run"] for s in summary] == ["nonorm", "adaptau"]
+    flat = "".join(err.split())
+    assert "Spearman" in flat and str(plots / "norm_vs_popularity.png").replace(" ", "") in flat
+
+
+def test_analyze_magnitude_on_a_bare_checkpoint_gives_c_and_d_only(runs, tmp_path):
+    ckpt = torch.load(runs["nonorm"] / "checkpoint-best.pt", map_location="cpu", weights_only=False)
+    ckpt.pop("history", None)
+    bare = tmp_path / "elsewhere" / "model.pt"
+    bare.parent.mkdir()
+    torch.save(ckpt, bare)
+    code, out, err = run_cli(["analyze-magnitude", str(bare), "--out", str(tmp_path / "figs"), "--json", "-q"])
+    assert code == 0, err
+    payload = json.loads(out)
+    assert set(payload["plots"]) == {"c", "d"}
+    assert len(payload["skipped"]) == 2
+    assert any("no history.parquet" in n for n in payload["notes"]["model"])
+    assert sorted(p.name for p in (tmp_path / "figs").glob("*.png")) == ["group_recall.png", "norm_vs_popularity.png"]
+    # and said clearly on the terminal too
+    code, out, err = run_cli(["analyze-magnitude", str(bare), "--out", str(tmp_path / "figs2")])
+    assert code == 0 and "(a) skipped" in " ".join(err.split()) and "checkpoint alone" in " ".join(err.split())
+
+
+# ---------------------------------------------------------------------------
+# recommend
+# ---------------------------------------------------------------------------
+
+def test_recommend_original_ids_and_no_training_items(runs, tmp_path):
+    from adaptau_cli.data.prepare import prepare_dataset
+    from adaptau_cli.runs import load_run
+
+    ds = prepare_dataset(load_run(runs["adaptau"]).data_config)
+    users_file = tmp_path / "users.txt"
+    wanted = [str(ds.user_ids[i]) for i in (0, 5, 17)]
+    users_file.write_text("\n".join(wanted) + "\n")
+    code, out, err = run_cli(["recommend", str(runs["adaptau"]), "--users", str(users_file), "--k", "7",
+                              "--out", str(tmp_path / "recs.csv")])
+    assert code == 0, err
+    recs = pd.read_csv(tmp_path / "recs.csv", dtype={"user": str, "item": str})
+    assert recs["user"].unique().tolist() == wanted and len(recs) == 21
+    index_of = {str(v): i for i, v in enumerate(ds.item_ids)}
+    train = ds.csr("train")
+    for uid, grp in recs.groupby("user"):
+        u = [str(x) for x in ds.user_ids].index(uid)
+        items = {index_of[i] for i in grp["item"]}
+        assert not items & set(train[u].indices.tolist())
+    # JSON on stdout, parquet file
+    code, out, err = run_cli(["recommend", str(runs["adaptau"]), "--users", wanted[0], "--k", "3", "--json"])
+    assert code == 0 and json.loads(out)["users"][0]["user"] in (wanted[0], int(wanted[0]))
+    code, out, err = run_cli(["recommend", str(runs["adaptau"]), "--users", ",".join(wanted), "-q",
+                              "--out", str(tmp_path / "recs.parquet")])
+    assert code == 0 and len(pd.read_parquet(tmp_path / "recs.parquet")) == 60
+
+
+def test_recommend_unknown_user_is_rejected_or_skipped(runs):
+    code, out, err = run_cli(["recommend", str(runs["adaptau"]), "--users", "0,not-a-user", "--k", "3"])
+    assert code == 2 and "not-a-user" in err and "--skip-unknown" in err and "Traceback" not in err
+    code, out, err = run_cli(["recommend", str(runs["adaptau"]), "--users", "0,not-a-user", "--k", "3",
+                              "--skip-unknown", "--json"])
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["unknown"] == ["not-a-user"] and len(payload["users"]) == 1
+
+
+# ---------------------------------------------------------------------------
+# real subprocesses
+# ---------------------------------------------------------------------------
+
+def test_subprocess_evaluate_json_and_bad_input(runs, tmp_path):
+    proc = run_sub(["evaluate", str(runs["nonorm"]), str(runs["adaptau"]), "--json", "--k", "20"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert len(payload["runs"]) == 2 and payload["runs"][1]["metrics"]["recall@20"] > 0
+    bad = run_sub(["evaluate", str(tmp_path / "missing")], tmp_path)
+    assert bad.returncode == 2 and "run not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_quickstart_small_end_to_end_in_a_subprocess(tmp_path):
+    out = tmp_path / "qs"
+    proc = run_sub(["quickstart", "--small", "--out", str(out), "--threads", "1"], tmp_path / "home", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    err = " ".join(proc.stderr.split())
+    for step in ("1/5 preprocess", "2/5 estimate-tau", "3/5 train mf-nonorm", "3/5 train mf-adaptau",
+                 "4/5 evaluate", "5/5 analyze-magnitude"):
+        assert step in err
+    assert str(out) in err and "report.md" in err                    # it says where the outputs are
+    for name in ("synthetic-tiny-mf-nonorm", "synthetic-tiny-mf-adaptau"):
+        run_dir = out / "runs" / name
+        assert (run_dir / "checkpoint-best.pt").is_file() and (run_dir / "history.parquet").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert [r["label"] for r in report["runs"]] == ["synthetic-tiny-mf-nonorm", "synthetic-tiny-mf-adaptau"]
+    assert [r["info"]["norm"] for r in report["runs"]] == ["none", "both"]
+    assert "| metric | synthetic-tiny-mf-nonorm | synthetic-tiny-mf-adaptau |" in (out / "report.md").read_text()
+    for name in ("norms_by_group.png", "positive_score.png", "group_recall.png", "norm_vs_popularity.png"):
+        assert _png_size(out / "plots" / name)[0] > 400
+    # a second call reuses the finished runs; --json gives the machine-readable summary
+    again = run_sub(["quickstart", "--small", "--out", str(out), "--json"], tmp_path / "home", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(again.stdout)
+    assert summary["reused"] == ["mf-nonorm", "mf-adaptau"]
+    assert set(summary["metrics"]) == {"mf-nonorm", "mf-adaptau"}
+    assert 0 < summary["metrics"]["mf-adaptau"]["recall@20"] <= 1
+    assert summary["plots"]["a"].endswith("norms_by_group.png")

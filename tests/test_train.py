@@ -1,0 +1,209 @@
+"""The training loop: learning, temperatures, checkpoints, exact resume, refusals, divergence."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from adaptau_cli import train as train_mod
+from adaptau_cli.config import PreprocessConfig, TrainConfig
+from adaptau_cli.data.prepare import prepare_dataset
+from adaptau_cli.errors import TrainingDiverged, UserError
+from adaptau_cli.estimate import estimate_tau
+from adaptau_cli.evaluate import evaluate_embeddings, split_masks
+from adaptau_cli.runs import load_run, open_run_dataset
+from adaptau_cli.train import PUBLISHED_LABEL, train
+
+TIMING = ["train_seconds", "eval_seconds"]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The built-in synthetic-tiny sample (300 users x 200 items), prepared once."""
+    cfg = PreprocessConfig(dataset="synthetic-tiny", home=str(tmp_path_factory.mktemp("store")))
+    return cfg, prepare_dataset(cfg)
+
+
+def quick(**kw) -> TrainConfig:
+    base = dict(epochs=3, batch_size=256, num_negatives=64, lr=0.01, warmup_epochs=1, device="cpu", threads=1,
+                ks=(10, 20), seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_beats_popularity_on_validation(sample, tmp_path):
+    data_cfg, ds = sample
+    result = train(quick(epochs=10, warmup_epochs=3), data_cfg, ds, tmp_path / "run")
+    pop = torch.tensor(ds.item_popularity, dtype=torch.float32)[:, None]
+    heldout, exclude = split_masks(ds, "valid")
+    pop_recall = evaluate_embeddings(torch.ones(ds.n_users, 1), pop, heldout, exclude, (20,)).metrics["recall@20"]
+    assert result.best_metrics["recall@20"] > pop_recall + 0.05
+    assert result.selection == "valid"
+    assert set(result.test_metrics) >= {"recall@20", "ndcg@20"}
+    for name in ("config.toml", "checkpoint-best.pt", "checkpoint-last.pt", "history.parquet", "report.json",
+                 "report.md"):
+        assert (tmp_path / "run" / name).is_file()
+    hist = pd.read_parquet(tmp_path / "run" / "history.parquet")
+    expected = ["epoch", "loss", "tau0", "w0", "tau_u_min", "tau_u_q10", "tau_u_median", "tau_u_q90", "tau_u_max",
+                "valid_recall@20", "valid_ndcg@20", "pos_score", "train_seconds", "eval_seconds",
+                "positive_in_denominator"] + [f"item_norm_g{g}" for g in range(10)]
+    assert set(expected) <= set(hist.columns)
+    assert hist["epoch"].tolist() == list(range(1, 11))
+    assert hist["pos_score"].iloc[-1] > hist["pos_score"].iloc[0]      # positives get closer
+    assert not hist["positive_in_denominator"].any()
+
+
+def test_temperature_schedule_per_mode(sample, tmp_path):
+    data_cfg, ds = sample
+    hist = train(quick(epochs=3, warmup_epochs=1), data_cfg, ds, tmp_path / "a").history
+    first = hist.iloc[0]
+    # epoch 1: the prior for everyone (no per-user loss yet)
+    assert first["tau_source"] == "prior"
+    assert first["tau_u_min"] == first["tau_u_max"] == first["tau0"]
+    assert hist["tau_source"].iloc[1] in ("closed-form", "guarded")
+    assert hist["tau_u_max"].iloc[1] > hist["tau_u_min"].iloc[1]       # per-user from epoch 2 on
+    assert hist["tau0"].iloc[0] == pytest.approx(estimate_tau(ds).prior_tau0)
+    fixed = train(quick(epochs=2, tau_mode="fixed", tau=0.2), data_cfg, ds, tmp_path / "b").history
+    assert (fixed["tau0"] == 0.2).all() and (fixed["tau_u_max"] == 0.2).all()
+    none = train(quick(epochs=1, tau_mode="none", norm="none"), data_cfg, ds, tmp_path / "c").history
+    assert (none["tau0"] == 1.0).all()
+    g0 = train(quick(epochs=3, tau_mode="adap-tau0"), data_cfg, ds, tmp_path / "d").history
+    assert (g0["tau_u_min"] == g0["tau_u_max"]).all()
+
+
+def _frame(run_dir):
+    return pd.read_parquet(run_dir / "history.parquet").drop(columns=TIMING)
+
+
+@pytest.mark.parametrize("kw", [dict(dropout=0.2, negatives="shared"),
+                                dict(model="lightgcn", negatives="in-batch", layers=2, dropout=0.1),
+                                dict(negatives="per-row", num_negatives=16, tau_mode="adap-tau0")])
+def test_resume_equals_uninterrupted(sample, tmp_path, kw):
+    data_cfg, ds = sample
+    full = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "full")
+    train(quick(epochs=2, **kw), data_cfg, ds, tmp_path / "part")
+    resumed = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "part", resume=True)
+    pd.testing.assert_frame_equal(_frame(tmp_path / "full"), _frame(tmp_path / "part"))
+    assert resumed.best_epoch == full.best_epoch and resumed.test_metrics == full.test_metrics
+    a = torch.load(tmp_path / "full" / "checkpoint-last.pt", weights_only=False)
+    b = torch.load(tmp_path / "part" / "checkpoint-last.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key])
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(sample, tmp_path):
+    data_cfg, ds = sample
+    train(quick(epochs=1), data_cfg, ds, tmp_path / "r")
+    with pytest.raises(UserError, match="already holds a run"):
+        train(quick(epochs=1), data_cfg, ds, tmp_path / "r")
+    with pytest.raises(UserError, match="nothing to resume"):
+        train(quick(epochs=1), data_cfg, ds, tmp_path / "empty", resume=True)
+    with pytest.raises(UserError, match="dim"):
+        train(quick(epochs=2, dim=8), data_cfg, ds, tmp_path / "r", resume=True)
+
+
+def test_checkpoint_from_another_dataset_is_refused(sample, tmp_path, tiny_dataset):
+    data_cfg, ds = sample
+    train(quick(epochs=1), data_cfg, ds, tmp_path / "r")
+    with pytest.raises(UserError, match="fingerprint"):
+        train(quick(epochs=2), data_cfg, tiny_dataset, tmp_path / "r", resume=True)
+    run = load_run(tmp_path / "r")
+    with pytest.raises(UserError, match="trained on dataset 'synthetic-tiny'"):
+        run.scoring_embeddings(tiny_dataset)
+    with pytest.raises(UserError, match="fingerprint"):
+        estimate_tau(tiny_dataset, run=run)
+    assert open_run_dataset(run).fingerprint == ds.fingerprint
+
+
+def test_load_run_gives_the_scoring_model(sample, tmp_path):
+    data_cfg, ds = sample
+    res = train(quick(epochs=2, model="lightgcn", negatives="in-batch", layers=2), data_cfg, ds, tmp_path / "g")
+    run = load_run(tmp_path / "g")
+    assert run.run_dir == tmp_path / "g" and run.checkpoint_path.name == "checkpoint-best.pt"
+    assert run.epoch == res.best_epoch and run.train_config.model == "lightgcn"
+    assert run.dataset_fingerprint == ds.fingerprint and not run.model.training
+    assert len(run.history) == 2
+    u, i = run.scoring_embeddings(ds)
+    torch.testing.assert_close(u.norm(dim=1), torch.ones(ds.n_users))
+    heldout, exclude = split_masks(ds, "test")
+    again = evaluate_embeddings(u, i, heldout, exclude, (10, 20)).metrics
+    assert again == pytest.approx(res.test_metrics)
+    norms = run.raw_item_norms(ds)
+    assert norms.shape == (ds.n_items,) and np.all(norms > 0)
+    by_file = load_run(tmp_path / "g" / "checkpoint-last.pt")
+    assert by_file.epoch == 2 and by_file.run_dir == tmp_path / "g"
+    with pytest.raises(UserError):
+        load_run(tmp_path / "missing")
+
+
+def test_in_memory_run_cannot_reopen_its_dataset(tiny_dataset, tmp_path):
+    train(quick(epochs=1, ks=(5, 20)), PreprocessConfig(), tiny_dataset, tmp_path / "t")
+    with pytest.raises(UserError, match="in-memory"):
+        open_run_dataset(load_run(tmp_path / "t"))
+
+
+def test_select_on_test_is_labelled_the_published_protocol(sample, tmp_path, tiny_dataset):
+    data_cfg, ds = sample
+    res = train(quick(epochs=2, select_on="test"), data_cfg, ds, tmp_path / "p")
+    assert res.selection == PUBLISHED_LABEL == "test (published protocol)"
+    assert res.report["selection"] == PUBLISHED_LABEL and "published protocol" in res.report["test_note"]
+    assert (res.history["selection"] == PUBLISHED_LABEL).all() and "test_recall@20" in res.history
+    assert "published protocol" in (tmp_path / "p" / "report.md").read_text()
+    no_valid = dataclasses.replace(tiny_dataset, splits={k: v for k, v in tiny_dataset.splits.items() if k != "valid"})
+    with pytest.raises(UserError, match="no valid split"):
+        train(quick(epochs=1), PreprocessConfig(), no_valid, tmp_path / "nv")
+
+
+def test_early_stopping_keeps_the_best_checkpoint(sample, tmp_path, monkeypatch):
+    data_cfg, ds = sample
+    scores = iter([0.3, 0.5, 0.4, 0.45, 0.2, 0.9, 0.9])
+
+    def fake_eval(*args, **kwargs):
+        v = next(scores)
+        return type("R", (), {"metrics": {f"{m}@{k}": v for m in train_mod.METRICS for k in (10, 20)}})()
+
+    monkeypatch.setattr(train_mod, "evaluate_embeddings", fake_eval)
+    res = train(quick(epochs=10, patience=3), data_cfg, ds, tmp_path / "e")
+    assert res.best_epoch == 2 and res.epochs_run == 5 and res.stopped_early
+    assert torch.load(tmp_path / "e" / "checkpoint-best.pt", weights_only=False)["epoch"] == 2
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(sample, tmp_path, monkeypatch):
+    data_cfg, ds = sample
+    real = train_mod.batch_loss
+    calls = {"n": 0}
+    per_epoch = -(-len(ds.train) // 256)
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == per_epoch + 3:               # epoch 2, batch 3
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(train_mod, "batch_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 3.*checkpoint-last.pt \(epoch 1\)"):
+        train(quick(epochs=3), data_cfg, ds, tmp_path / "nan")
+    assert torch.load(tmp_path / "nan" / "checkpoint-last.pt", weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.parametrize("bad", [dict(negatives="random"), dict(model="ngcf"), dict(tau=-1.0),
+                                 dict(monitor="recall@7"), dict(tau_mode="adaptive"), dict(batch_size=0),
+                                 dict(select_on="train"), dict(device="tpu")])
+def test_bad_settings_are_user_errors(sample, tmp_path, bad):
+    data_cfg, ds = sample
+    with pytest.raises(UserError):
+        train(quick(**bad), data_cfg, ds, tmp_path / "bad")
+
+
+def test_estimate_from_a_checkpoint(sample, tmp_path):
+    data_cfg, ds = sample
+    train(quick(epochs=4), data_cfg, ds, tmp_path / "r")
+    run = load_run(tmp_path / "r")
+    est = estimate_tau(ds, run=run)
+    assert est.mu_pos > est.mu                       # trained: positives score above average
+    assert est.tau0_simplified == pytest.approx((est.mu_pos - est.mu) / est.log_term)
+    assert est.w0_full == pytest.approx(1 / est.tau0_full)
+    assert 0.02 <= est.tau0_used <= 2.0 and est.epoch == run.epoch
