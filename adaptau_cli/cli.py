@@ -103,7 +103,8 @@ UserCoreOpt = Annotated[Optional[int], typer.Option("--user-core", help="Iterati
 ItemCoreOpt = Annotated[Optional[int], typer.Option("--item-core", help="Iterative k-core: min interactions per item.")]
 SplitOpt = Annotated[Optional[str], typer.Option(
     "--split", help="auto|given|random|temporal-global|temporal-user|loo-last|loo-random, "
-                    "or train,valid,test ratios such as 0.8,0.1,0.1 (random per user).")]
+                    "or train,valid,test ratios such as 0.8,0.1,0.1 (random per user); "
+                    "NAME:RATIOS sets both, e.g. temporal-user:0.8,0.1,0.1.")]
 ValidRatioOpt = Annotated[Optional[float], typer.Option(
     "--valid-ratio", help="Carve a per-user validation set of this share out of a given train split.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
@@ -120,7 +121,9 @@ def preprocess_overrides(dataset, source, format, user_col, item_col, rating_col
                          min_rating, user_core, item_core, split, valid_ratio, seed, mirror, home) -> dict:
     """The dataset flags as PreprocessConfig overrides (None = not given)."""
     ratios = None
-    if split is not None and any(ch.isdigit() for ch in split):
+    if split is not None and ":" in split:          # e.g. temporal-user:0.8,0.1,0.1
+        split, ratios = split.split(":", 1)
+    elif split is not None and any(ch.isdigit() for ch in split):
         ratios, split = split, "random"
     return dict(dataset=dataset, source=str(source) if source else None, format=format,
                 user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col,

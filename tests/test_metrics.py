@@ -200,8 +200,10 @@ def test_tie_break_is_lower_index_and_block_size_does_not_matter():
 
 
 def test_block_size_respects_memory_budget():
-    assert block_size(1_000_000, 1024, 256 * 2**20) == 67
-    assert block_size(3000, 1024, 256 * 2**20) == 1024
+    assert block_size(1_000_000, 1024, 256 * 2**20) == 64
+    assert block_size(1_000_000, 1024, 128 * 2**20) == 33          # 33 x 1M float32 <= 128 MiB
+    assert block_size(3000, 1024, 256 * 2**20) == 349               # ~1M scores: stays in cache
+    assert block_size(3000, 100, 256 * 2**20) == 100                # --batch-users is the upper bound
     assert block_size(10**9, 1024, 1) == 1
     assert block_size(100, 10, None) == 10
 
