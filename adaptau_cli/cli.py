@@ -464,7 +464,7 @@ def estimate_tau_cmd(
 # ---------------------------------------------------------------------------
 RunsArg = Annotated[list[Path], typer.Argument(
     help="Run directories or checkpoint files (.pt); several give one side-by-side comparison.",
-    show_default=False)]
+    show_default=False, metavar="RUN_OR_CHECKPOINT")]
 EvalSplitOpt = Annotated[Optional[str], typer.Option(
     "--split", help="Held-out split to rank: test (default; train and valid items masked) | valid.")]
 GroupsOpt = Annotated[Optional[int], typer.Option("--groups", help="Popularity groups (default 10).")]
@@ -593,7 +593,8 @@ def analyze_magnitude_cmd(
 
 @app.command("recommend")
 def recommend_cmd(
-    run: Annotated[Path, typer.Argument(help="Run directory or checkpoint file (.pt).", show_default=False)],
+    run: Annotated[Path, typer.Argument(help="Run directory or checkpoint file (.pt).", show_default=False,
+                                        metavar="RUN_OR_CHECKPOINT")],
     users: Annotated[str, typer.Option(
         "--users", help="User ids as in your data: comma-separated, or a file (.txt one per line, .csv/.parquet "
                         "with a user column).", show_default=False)],
@@ -655,14 +656,16 @@ def quickstart_cmd(
         from rich.table import Table
 
         names = list(r["runs"])
-        table = Table(title=f"{r['dataset']}: test split, MF without normalization vs Adap-τ",
-                      title_justify="left")
+        err_console.print(f"[bold]{r['dataset']}[/]: test split, MF without normalization vs Adap-τ",
+                          highlight=False)
+        table = Table()
         table.add_column("metric")
         for n in names:
             table.add_column(n, justify="right")
         for m in ("recall@20", "ndcg@20", "aplt@20", "coverage@20"):
             table.add_row(m, *[f"{r['metrics'][n][m]:.4f}" for n in names])
-        table.add_row("ρ(item norm, popularity)", *[f"{r['spearman'][n]:.3f}" for n in names])
+        table.add_row("item norm, top / bottom group", *[f"{r['norm_ratio'][n]:.2f}" for n in names])
+        table.add_row("Spearman ρ(item norm, popularity)", *[f"{r['spearman'][n]:.3f}" for n in names])
         err_console.print(table)
         err_console.print(f"done in {r['seconds']:.0f} s. Outputs in [bold]{r['out']}[/]:", highlight=False)
         for n, d in r["runs"].items():

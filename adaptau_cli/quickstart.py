@@ -42,6 +42,7 @@ class QuickstartResult:
     reused: list[str]
     metrics: dict[str, dict[str, float]]       # run name -> test metrics
     spearman: dict[str, float]                 # run name -> rho(norm, popularity)
+    norm_ratio: dict[str, float]               # run name -> mean item norm, most / least popular group
     reports: dict[str, str]                    # md / json / csv -> path
     plots: dict[str, str]                      # panel -> png path
     seconds: float
@@ -124,5 +125,7 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
         tau=est.to_dict(), runs={k: str(v) for k, v in runs.items()}, reused=reused,
         metrics={ev.label.removeprefix(f"{name}-"): {**ev.metrics, **ev.bias} for ev in evals},
         spearman={r.label.removeprefix(f"{name}-"): r.spearman for r in results},
+        norm_ratio={r.label.removeprefix(f"{name}-"): r.checkpoint_group_norms[-1] / r.checkpoint_group_norms[0]
+                    for r in results},
         reports=reports, plots={k: str(v) for k, v in written.items()},
         seconds=time.perf_counter() - t0)

@@ -142,20 +142,25 @@ def child_ml1m(args) -> dict:
     from adaptau_cli.evaluate import block_size, evaluate_dataset, evaluate_embeddings
 
     torch.set_num_threads(args.threads)
-    data = Path(args.data)
-    tu, ti = read_lightgcn(data / "train.txt")
-    su, si = read_lightgcn(data / "test.txt")
-    ds = PreparedDataset.from_arrays((tu, ti), (su, si), name="ml-1m")
     if args.checkpoint:
-        from adaptau_cli.runs import load_run
+        # the run's own prepared dataset (same indices and split as training), test masked by train+valid
+        from adaptau_cli.evaluate import split_masks
+        from adaptau_cli.runs import load_run, open_run_dataset
 
         run = load_run(args.checkpoint, device="cpu")
+        ds = open_run_dataset(run)
         U, I = run.scoring_embeddings(ds)
-        model = f"checkpoint {args.checkpoint}"
+        test, train = split_masks(ds, "test")
+        model = (f"checkpoint {args.checkpoint} ({run.train_config.model}, norm {run.train_config.norm}, "
+                 f"epoch {run.epoch})")
     else:
+        data = Path(args.data)
+        tu, ti = read_lightgcn(data / "train.txt")
+        su, si = read_lightgcn(data / "test.txt")
+        ds = PreparedDataset.from_arrays((tu, ti), (su, si), name="ml-1m")
         U, I = random_model(ds.n_users, ds.n_items, args.dim)
         model = f"random-init MF, dim {args.dim}, cosine"
-    train, test = ds.csr("train"), ds.csr("test")
+        train, test = ds.csr("train"), ds.csr("test")
     ks = (10, 20, 50)
     rss_before = current_rss_mb()
 

@@ -199,6 +199,15 @@ def test_tie_break_is_lower_index_and_block_size_does_not_matter():
     assert (a == b).all()
 
 
+def test_block_size_does_not_change_the_lists_on_the_chunked_path():
+    # integer-valued embeddings: exact scores whatever the matmul blocking, many ties
+    U, I, train, test = random_case(8, n_users=50, n_items=600, dim=4, levels=2)
+    users = np.arange(50)
+    ref = score_topk(U, I, users, train, 40, batch_users=50)
+    for bs in (1, 7, 32):
+        assert (score_topk(U, I, users, train, 40, batch_users=bs) == ref).all()
+
+
 def test_block_size_respects_memory_budget():
     assert block_size(1_000_000, 1024, 256 * 2**20) == 64
     assert block_size(1_000_000, 1024, 128 * 2**20) == 33          # 33 x 1M float32 <= 128 MiB
@@ -221,8 +230,10 @@ def test_hit_matrix_against_loop():
 
 def test_hit_matrix_over_several_blocks_of_a_wide_catalogue():
     rng = np.random.default_rng(4)
-    n_users, n_items = 400, 100_000                      # > 16 MiB of booleans: several blocks
-    held = sp.random(n_users, n_items, density=2e-4, format="csr", random_state=5)
+    n_users, n_items = 400, 100_000                      # > 4 MiB of booleans: several blocks
+    rows, cols = rng.integers(0, n_users, 8000), rng.integers(0, n_items, 8000)
+    held = sp.csr_matrix((np.ones(8000), (rows, cols)), shape=(n_users, n_items))
+    held.sum_duplicates()
     held.data[:] = 1
     users = np.sort(rng.choice(n_users, 300, replace=False))
     topk = rng.integers(0, n_items, (300, 10))
