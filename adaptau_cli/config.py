@@ -165,11 +165,15 @@ class TrainConfig:
     faithful one), ``warmup_epochs = 10`` (the published runs used 100 with
     hundreds of epochs; 10 is enough for μ+ - μ to open up on ML-1M), and model
     selection on the validation split (``select_on = "test"`` is the published
-    protocol, labelled as such). ``positive_in_denominator = False`` and
-    ``tau_user_positive = False`` keep the published code's choices (positive
-    left out of the softmax denominator; the positive logit scaled by the global
-    1/τ0). ``tau0_formula = "simplified"`` is the published (μ+ - μ)/log term;
-    ``full`` uses the variances too. τ0 and τ_u are clamped to
+    protocol, labelled as such). ``positive_in_denominator = False`` keeps the
+    published code's choice (positive left out of the softmax denominator; on
+    ML-1M, MF, 30 epochs, it made no difference: valid recall@20 .2399 vs
+    .2402 with it in). ``tau_user_positive = True`` departs from the published
+    code (which scaled the positive logit by the global 1/τ0): letting τ_u scale
+    the positive too was better on ML-1M (MF, shared negatives, 10% validation
+    split: best valid recall@20 .2551 at epoch 23 vs .2437 within 60 epochs;
+    ndcg@20 .2031 vs .1937 at 30 epochs). ``tau0_formula = "simplified"`` is
+    the published (μ+ - μ)/log term; ``full`` uses the variances too. τ0 and τ_u are clamped to
     [``tau_min``, ``tau_max``] = [0.02, 2.0] (see adaptau_cli/tau.py for why).
     For BPR, ``num_negatives`` negatives are averaged per row (1 = classic BPR).
     """
@@ -197,7 +201,7 @@ class TrainConfig:
     tau_baseline: str = "mean"          # mean|quantile
     tau_quantile: float = 0.9
     tau_scale: float = 1.0              # the published t2
-    tau_user_positive: bool = False     # does tau_u scale the positive logit too
+    tau_user_positive: bool = True      # tau_u scales the positive logit too (measured better on ML-1M)
     tau0_formula: str = "simplified"    # simplified|full (closed form used after warm-up)
     eval_every: int = 1
     monitor: str = "recall@20"

@@ -109,8 +109,9 @@ def evaluation_markdown(evals: Sequence[SplitEvaluation]) -> str:
     labels = [ev.label for ev in evals]
     head = "| metric | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
     lines = [f"# Evaluation on the {first.split} split", ""]
+    metrics_def = definitions(first)["metrics"]
     lines.append(f"Full ranking over all {first.n_items} items; {definitions(first)['masking']}. "
-                 f"{definitions(first)['metrics']}.")
+                 f"{metrics_def[0].upper() + metrics_def[1:]}.")
     lines += ["", "## Accuracy", "", head.rstrip("\n")]
     lines.append("| users counted | " + " | ".join(str(ev.n_users) for ev in evals) + " |")
     for k in first.ks:

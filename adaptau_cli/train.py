@@ -123,6 +123,14 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam (as published); the fused kernel where torch has one (one pass instead of ~10 on CPU)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -321,7 +329,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     if cfg.model == "lightgcn":
         model.set_graph(dataset.train.users, dataset.train.items)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     tau_state = taumod.TauState()

@@ -92,7 +92,9 @@ def make_step(ds, negatives: str, strategy: str = "auto", seed: int = 0):
 
     torch.manual_seed(seed)
     model = MF(ds.n_users, ds.n_items, DIM)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    from adaptau_cli.train import make_optimizer
+
+    opt = make_optimizer(model, 1e-3)
     gen = torch.Generator().manual_seed(seed)
     pu = torch.as_tensor(np.array(ds.train.users, dtype=np.int64))
     pi = torch.as_tensor(np.array(ds.train.items, dtype=np.int64))

@@ -248,8 +248,10 @@ def test_quickstart_small_end_to_end_in_a_subprocess(tmp_path):
     for name in ("norms_by_group.png", "positive_score.png", "group_recall.png", "norm_vs_popularity.png"):
         assert _png_size(out / "plots" / name)[0] > 400
     # a second call reuses the finished runs; --json gives the machine-readable summary
-    again = run_sub(["quickstart", "--small", "--out", str(out), "--json"], tmp_path / "home", cwd=tmp_path)
+    again = run_sub(["quickstart", "--small", "--out", str(out), "--json", "--quiet"], tmp_path / "home",
+                    cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.strip() == ""                                # --quiet: nothing on stderr
     summary = json.loads(again.stdout)
     assert summary["reused"] == ["mf-nonorm", "mf-adaptau"]
     assert set(summary["metrics"]) == {"mf-nonorm", "mf-adaptau"}
