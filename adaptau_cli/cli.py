@@ -312,7 +312,7 @@ def train_cmd(
     norm: Annotated[Optional[str], typer.Option(
         "--norm", help="both (cosine, default) | user | item | none (inner product).")] = None,
     warmup_epochs: Annotated[Optional[int], typer.Option(
-        "--warmup-epochs", help="Epochs on the data-only prior tau0 before the closed form (default 10).")] = None,
+        "--warmup-epochs", help="Epochs on the data-only prior tau0 before the closed form (default 2).")] = None,
     tau_baseline: Annotated[Optional[str], typer.Option(
         "--tau-baseline", help="Baseline of the per-user loss: mean (default) | quantile.")] = None,
     tau_quantile: Annotated[Optional[float], typer.Option(
