@@ -503,25 +503,34 @@ def unique_labels(labels: Sequence[str]) -> list[str]:
     return out
 
 
-def evaluate_runs(paths: Sequence[str | Path], cfg: EvaluateConfig | None = None,
-                  progress=None) -> list[SplitEvaluation]:
-    """Evaluate several runs with the same settings (datasets opened once per fingerprint)."""
+def open_runs(paths: Sequence[str | Path], cfg: EvaluateConfig,
+              what: str = "evaluate") -> list[tuple[Any, str, Any]]:
+    """Load several runs: ``(run, unique label, dataset)`` each, every dataset opened once."""
     from adaptau_cli.runs import open_run_dataset
 
-    cfg = check_config(cfg or EvaluateConfig())
     if not paths:
-        raise UserError("give at least one run directory or checkpoint to evaluate")
+        raise UserError(f"give at least one run directory or checkpoint to {what}")
     device = resolve_device(cfg.device)
     runs = [_load(p, device) for p in paths]
     labels = unique_labels([run_label(r) for r in runs])
     datasets: dict[str, Any] = {}
-    out = []
-    for run, label in zip(runs, labels):
+    for run in runs:
         if run.dataset_fingerprint not in datasets:
             datasets[run.dataset_fingerprint] = open_run_dataset(run)
-        out.append(evaluate_run(run, cfg, datasets[run.dataset_fingerprint], label=label))
+    return [(run, label, datasets[run.dataset_fingerprint]) for run, label in zip(runs, labels)]
+
+
+def evaluate_runs(paths: Sequence[str | Path], cfg: EvaluateConfig | None = None,
+                  progress=None) -> list[SplitEvaluation]:
+    """Evaluate several runs with the same settings (datasets opened once per fingerprint)."""
+    cfg = check_config(cfg or EvaluateConfig())
+    opened = open_runs(paths, cfg)
+    out = []
+    for run, label, dataset in opened:
+        out.append(evaluate_run(run, cfg, dataset, label=label))
         if progress is not None:
             progress(label)
+    datasets = {id(d) for _, _, d in opened}
     if len(datasets) > 1:
         for ev in out:
             ev.info["note"] = (ev.info.get("note", "") + "; " if ev.info.get("note") else "") + \

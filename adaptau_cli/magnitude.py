@@ -27,8 +27,8 @@ import numpy as np
 
 from adaptau_cli.config import EvaluateConfig
 from adaptau_cli.errors import UserError
-from adaptau_cli.evaluate import (check_config, evaluate_dataset, resolve_device, run_info, run_label,
-                                  unique_labels)
+from adaptau_cli.evaluate import (check_config, evaluate_dataset, open_runs, resolve_device, run_info,
+                                  run_label)
 from adaptau_cli.groups import popularity_groups
 
 _NORM_COL = re.compile(r"^item_norm_g(\d+)$")
@@ -156,21 +156,8 @@ def analyze_run(run_or_checkpoint, cfg: EvaluateConfig | None = None, k: int = 2
 def analyze_runs(paths: Sequence[str | Path], cfg: EvaluateConfig | None = None,
                  k: int = 20) -> list[RunMagnitude]:
     """Figure 1 data of several runs (datasets opened once per fingerprint)."""
-    from adaptau_cli.runs import load_run, open_run_dataset
-
     cfg = check_config(cfg or EvaluateConfig())
-    if not paths:
-        raise UserError("give at least one run directory or checkpoint to analyze")
-    device = resolve_device(cfg.device)
-    runs = [load_run(p, device=device) for p in paths]
-    labels = unique_labels([run_label(r) for r in runs])
-    datasets: dict[str, Any] = {}
-    out = []
-    for run, label in zip(runs, labels):
-        if run.dataset_fingerprint not in datasets:
-            datasets[run.dataset_fingerprint] = open_run_dataset(run)
-        out.append(analyze_run(run, cfg, k, datasets[run.dataset_fingerprint], label))
-    return out
+    return [analyze_run(run, cfg, k, dataset, label) for run, label, dataset in open_runs(paths, cfg, "analyze")]
 
 
 def summary_rows(results: Sequence[RunMagnitude]) -> list[dict[str, Any]]:

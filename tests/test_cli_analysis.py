@@ -17,29 +17,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from adaptau_cli.cli import main
+from cli_helpers import run_cli  # noqa: E402
 from adaptau_cli.config import PreprocessConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(epochs=2, batch_size=256, num_negatives=32, lr=0.01, warmup_epochs=1, threads=1, device="cpu",
             ks=(10, 20))
-
-
-def run_cli(args: list[str]) -> tuple[int, str, str]:
-    """The console entry point (with its error handling) inside CliRunner's isolation."""
-    runner = CliRunner()
-    with runner.isolation() as streams:
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
-    return code, out, err
 
 
 def run_sub(args: list[str], home: Path, cwd: Path | None = None, timeout: int = 300):

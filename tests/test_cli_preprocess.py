@@ -9,26 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from adaptau_cli.cli import main
+from cli_helpers import run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args: list[str]) -> tuple[int, str, str]:
-    """Run the console entry point (with its error handling) inside CliRunner's isolation."""
-    runner = CliRunner()
-    with runner.isolation() as streams:
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
-    return code, out, err
 
 
 def write(path: Path, text: str) -> Path:
