@@ -20,6 +20,7 @@ PUBLISHED = {  # ../shared/datasets/README.md: Recall@20, NDCG@20
     ("lightgcn", "nonorm"): (0.2576, 0.2427), ("lightgcn", "fixed"): (0.2767, 0.2575),
     ("lightgcn", "adaptau0"): (0.2744, 0.2571), ("lightgcn", "adaptau"): (0.2787, 0.2615),
 }
+PROTOCOL_ALIASES = {"pub": "published", "val": "honest"}
 ROWS = (("nonorm", "no normalization"), ("fixed", "fixed τ (grid search)"),
         ("adaptau0", "Adap-τ0"), ("adaptau", "Adap-τ"))
 
@@ -30,8 +31,13 @@ def load_reports(folder: Path) -> dict[tuple[str, str, str, float | None], dict]
         parts = path.parent.name.split("-")
         if len(parts) < 3:
             continue
-        protocol, model, row = parts[0], parts[1], parts[2]
-        tau = float(parts[3]) if row == "fixed" and len(parts) > 3 else None
+        protocol, model, row = PROTOCOL_ALIASES.get(parts[0], parts[0]), parts[1], parts[2]
+        if row == "fixed" and len(parts) == 4:
+            tau = float(parts[3])
+        elif len(parts) == 3:
+            tau = None
+        else:  # a variant (e.g. adaptau-w10): reported by hand, not in the table
+            continue
         out[(protocol, model, row, tau)] = json.loads(path.read_text())
     return out
 
