@@ -155,6 +155,11 @@ class PreprocessConfig:
     mirror: str | None = None           # local folder with the registry's files (offline machines)
     home: str | None = None             # store root; default $ADAPTAU_HOME or the platform cache dir
 
+    def __post_init__(self) -> None:
+        # A run's config.toml must reopen the same data from any working directory.
+        if self.source:
+            self.source = str(Path(self.source).expanduser().resolve())
+
 
 @dataclasses.dataclass
 class TrainConfig:
