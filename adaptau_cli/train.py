@@ -279,20 +279,8 @@ def _write_config(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig) -> No
     io.write_text(out / "config.toml", dump_toml({"dataset": to_dict(data_cfg), "train": to_dict(cfg)}))
 
 
-def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path | str,
-          resume: bool = False, quiet: bool = True) -> TrainResult:
-    """Train, validate and checkpoint a model on ``dataset``; write the run directory ``out``.
-
-    ``resume=True`` continues from ``out/checkpoint-last.pt`` (same dataset
-    fingerprint required) up to ``train_cfg.epochs``. Raises ``UserError`` for
-    bad settings, ``TrainingDiverged`` when the loss becomes NaN/inf (the last
-    good checkpoint is kept).
-    """
-    cfg = check_config(train_cfg)
-    out = Path(out)
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+def _check_inputs(cfg: TrainConfig, dataset: PreparedDataset, quiet: bool) -> str:
+    """The split epochs are selected on; UserError when the data cannot support the run."""
     if dataset.n_users == 0 or dataset.n_items == 0 or len(dataset.train) == 0:
         raise UserError(f"dataset {dataset.name!r} has no training interactions")
     select_split = "test" if cfg.select_on == "test" else "valid"
@@ -303,8 +291,13 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     if cfg.norm == "none" and cfg.tau_mode.startswith("adap"):
         info("[yellow]note:[/] adaptive temperatures assume normalized scores; with --norm none "
              "use --tau-mode none for the plain inner-product baseline", quiet)
+    return select_split
 
-    last_path, best_path = out / "checkpoint-last.pt", out / "checkpoint-best.pt"
+
+def _open_run_dir(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset,
+                  resume: bool) -> dict[str, Any] | None:
+    """Create ``out`` (or check the run to resume in it); the checkpoint to resume from, if any."""
+    last_path = out / "checkpoint-last.pt"
     ckpt = None
     if resume:
         if not last_path.is_file():
@@ -322,6 +315,140 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
         raise UserError(f"{out} already holds a run", hint=f"use --resume {out} to continue it, or another --out")
     out.mkdir(parents=True, exist_ok=True)
     _write_config(out, cfg, data_cfg)
+    return ckpt
+
+
+class _Batches:
+    """The training pairs, cut into fixed batch bounds, and the negatives each batch draws."""
+
+    def __init__(self, cfg: TrainConfig, dataset: PreparedDataset, device: str):
+        self.cfg, self.n_items, self.device = cfg, dataset.n_items, device
+        self.users = torch.as_tensor(np.array(dataset.train.users, dtype=np.int64), device=device)
+        self.items = torch.as_tensor(np.array(dataset.train.items, dtype=np.int64), device=device)
+        self.n_pairs = self.users.shape[0]
+        bounds = list(range(0, self.n_pairs, cfg.batch_size)) + [self.n_pairs]
+        if cfg.negatives == "in-batch" and len(bounds) > 2 and bounds[-1] - bounds[-2] < 2:
+            del bounds[-2]  # a one-row batch has no in-batch negative: merge it into the previous one
+        self.bounds = bounds
+        self.count = len(bounds) - 1
+
+    def __call__(self, gen: torch.Generator):
+        """Yield (users, positives, negatives) for one shuffled epoch."""
+        cfg = self.cfg
+        perm = torch.randperm(self.n_pairs, generator=gen, device=self.device)
+        for b in range(self.count):
+            idx = perm[self.bounds[b]:self.bounds[b + 1]]
+            users, pos = self.users[idx], self.items[idx]
+            if cfg.negatives == "per-row":
+                shape = (users.shape[0], cfg.num_negatives)
+            elif cfg.negatives == "shared":
+                shape = (cfg.num_negatives,)
+            else:
+                yield users, pos, None
+                continue
+            yield users, pos, torch.randint(0, self.n_items, shape, generator=gen, device=self.device)
+
+
+@dataclasses.dataclass
+class _EpochPass:
+    """What one pass over the training pairs measured."""
+    loss: float                         # mean row loss at the run's temperatures
+    pos_score: float                    # mean positive-pair score
+    seconds: float
+    user_loss: torch.Tensor | None      # (n_users,) mean loss at τ = 1 (Adap-τ's L_u), CPU
+    user_count: torch.Tensor | None     # (n_users,) training rows seen per user, CPU
+
+
+def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, n_users: int,
+                 temps: EpochTemperatures, progress, epoch: int, out: Path, done_epochs: int) -> _EpochPass:
+    """One optimizer pass over the shuffled pairs; raises TrainingDiverged on a non-finite loss."""
+    device = batches.device
+    track = cfg.tau_mode == "adap-tau"
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    pos_sum = torch.zeros((), dtype=torch.float64, device=device)
+    user_sum = torch.zeros(n_users, dtype=torch.float64, device=device) if track else None
+    user_cnt = torch.zeros(n_users, dtype=torch.float64, device=device) if track else None
+    task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=batches.count, stats="")
+    for b, (users, pos, negs) in enumerate(batches(gen)):
+        user_table, item_table = model()
+        w_neg = temps.w_neg[users] if isinstance(temps.w_neg, torch.Tensor) else temps.w_neg
+        w_pos = temps.w_pos[users] if isinstance(temps.w_pos, torch.Tensor) else temps.w_pos
+        res = batch_loss(user_table, item_table, users, pos, negs, negatives=cfg.negatives,
+                         loss=cfg.loss, norm=cfg.norm, w_neg=w_neg, w_pos=w_pos,
+                         positive_in_denominator=cfg.positive_in_denominator, l2=cfg.l2,
+                         user_weight=model.user_weight, item_weight=model.item_weight,
+                         track_tau1=track)
+        value = float(res.loss.detach())
+        if not math.isfinite(value):
+            _diverged(out, epoch, b, value, temps.tau0, start_epoch=done_epochs)
+        optimizer.zero_grad(set_to_none=True)
+        res.loss.backward()
+        optimizer.step()
+        loss_sum += res.row_loss.sum(dtype=torch.float64)
+        pos_sum += res.pos_score.sum(dtype=torch.float64)
+        if track:
+            user_sum.index_add_(0, users, res.row_loss_tau1.to(torch.float64))
+            user_cnt.index_add_(0, users, torch.ones(users.shape[0], dtype=torch.float64, device=device))
+        if progress.live.is_started and (b % 8 == 0 or b == batches.count - 1):
+            rate = (b + 1) / max(time.perf_counter() - t0, 1e-9)
+            progress.update(task, completed=b + 1,
+                            stats=f"{rate:.1f} batch/s  loss {value:.4f}  τ0 {temps.tau0:.4f}")
+    progress.remove_task(task)
+    epoch_loss = float(loss_sum) / batches.n_pairs
+    if not math.isfinite(epoch_loss):
+        _diverged(out, epoch, batches.count - 1, epoch_loss, temps.tau0, start_epoch=done_epochs)
+    user_loss = user_count = None
+    if track:
+        user_count = user_cnt.cpu()
+        user_loss = user_sum.cpu() / user_count.clamp(min=1)
+    return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0,
+                      user_loss, user_count)
+
+
+def _update_early(early: dict[str, Any], metrics: dict[str, float], epoch: int, cfg: TrainConfig) -> bool:
+    """Record ``epoch`` if it beats the best monitored value; flag the stop. True when improved."""
+    value = metrics[cfg.monitor]
+    improved = value > early["best_value"] or early["best_epoch"] == 0
+    if improved:
+        early.update(best_epoch=epoch, best_value=value, best_metrics=dict(metrics))
+    if epoch - early["best_epoch"] >= cfg.patience:
+        early["stopped"] = True
+    return improved
+
+
+def _epoch_line(cfg: TrainConfig, label: str, ks: tuple[int, ...], row: dict[str, Any],
+                metrics: dict[str, float], improved: bool) -> str:
+    """The one console line printed per epoch when not quiet."""
+    text = f"epoch {row['epoch']}/{cfg.epochs}  loss {row['loss']:.4f}  τ0 {row['tau0']:.4f} ({row['tau_source']})"
+    if cfg.tau_mode == "adap-tau":
+        text += f"  τ_u {row['tau_u_q10']:.3f}..{row['tau_u_q90']:.3f}"
+    if metrics:
+        text += f"  │ {label} " + "  ".join(f"{m}@{k} {metrics[f'{m}@{k}']:.4f}"
+                                           for m in ("recall", "ndcg") for k in ks if k == 20 or len(ks) == 1)
+    text += f"  │ {row['train_seconds']:.1f}s + {row['eval_seconds']:.1f}s"
+    if improved:
+        text += "  [green]★ best[/]"
+    return text
+
+
+def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path | str,
+          resume: bool = False, quiet: bool = True) -> TrainResult:
+    """Train, validate and checkpoint a model on ``dataset``; write the run directory ``out``.
+
+    ``resume=True`` continues from ``out/checkpoint-last.pt`` (same dataset
+    fingerprint required) up to ``train_cfg.epochs``. Raises ``UserError`` for
+    bad settings, ``TrainingDiverged`` when the loss becomes NaN/inf (the last
+    good checkpoint is kept).
+    """
+    cfg = check_config(train_cfg)
+    out = Path(out)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    select_split = _check_inputs(cfg, dataset, quiet)
+    ckpt = _open_run_dir(out, cfg, data_cfg, dataset, resume)
 
     # --- model, optimizer, randomness -------------------------------------------------
     _seed_everything(cfg.seed)
@@ -352,17 +479,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     heldout, exclude = split_masks(dataset, select_split)
     ks = tuple(sorted({int(k) for k in cfg.ks}))
     label = selection_label(cfg.select_on)
-    prefix = select_split
-
-    pairs_u = torch.as_tensor(np.array(dataset.train.users, dtype=np.int64), device=device)
-    pairs_i = torch.as_tensor(np.array(dataset.train.items, dtype=np.int64), device=device)
-    n_pairs = pairs_u.shape[0]
-    B = cfg.batch_size
-    bounds = list(range(0, n_pairs, B)) + [n_pairs]
-    if cfg.negatives == "in-batch" and len(bounds) > 2 and bounds[-1] - bounds[-2] < 2:
-        del bounds[-2]  # a one-row batch has no in-batch negative: merge it into the previous one
-    n_batches = len(bounds) - 1
-    track = cfg.tau_mode == "adap-tau"
+    batches = _Batches(cfg, dataset, device)
 
     from rich.progress import TextColumn
     progress = make_progress(quiet, TextColumn("{task.fields[stats]}"))
@@ -372,111 +489,43 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             temps = schedule.for_epoch(epoch, model, tau_state, device)
             if temps.reason:
                 info(f"[yellow]epoch {epoch}:[/] {temps.reason}", quiet)
-            model.train()
-            t0 = time.perf_counter()
-            perm = torch.randperm(n_pairs, generator=gen, device=device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            pos_sum = torch.zeros((), dtype=torch.float64, device=device)
-            user_sum = torch.zeros(dataset.n_users, dtype=torch.float64, device=device) if track else None
-            user_cnt = torch.zeros(dataset.n_users, dtype=torch.float64, device=device) if track else None
-            task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, stats="")
-            for b in range(n_batches):
-                idx = perm[bounds[b]:bounds[b + 1]]
-                users, pos = pairs_u[idx], pairs_i[idx]
-                nb = users.shape[0]
-                if cfg.negatives == "per-row":
-                    negs = torch.randint(0, dataset.n_items, (nb, cfg.num_negatives), generator=gen, device=device)
-                elif cfg.negatives == "shared":
-                    negs = torch.randint(0, dataset.n_items, (cfg.num_negatives,), generator=gen, device=device)
-                else:
-                    negs = None
-                user_table, item_table = model()
-                w_neg = temps.w_neg[users] if isinstance(temps.w_neg, torch.Tensor) else temps.w_neg
-                w_pos = temps.w_pos[users] if isinstance(temps.w_pos, torch.Tensor) else temps.w_pos
-                res = batch_loss(user_table, item_table, users, pos, negs, negatives=cfg.negatives,
-                                 loss=cfg.loss, norm=cfg.norm, w_neg=w_neg, w_pos=w_pos,
-                                 positive_in_denominator=cfg.positive_in_denominator, l2=cfg.l2,
-                                 user_weight=model.user_weight, item_weight=model.item_weight,
-                                 track_tau1=track)
-                value = float(res.loss.detach())
-                if not math.isfinite(value):
-                    _diverged(out, epoch, b, value, temps.tau0, start_epoch=len(history))
-                optimizer.zero_grad(set_to_none=True)
-                res.loss.backward()
-                optimizer.step()
-                loss_sum += res.row_loss.sum(dtype=torch.float64)
-                pos_sum += res.pos_score.sum(dtype=torch.float64)
-                if track:
-                    user_sum.index_add_(0, users, res.row_loss_tau1.to(torch.float64))
-                    user_cnt.index_add_(0, users, torch.ones(nb, dtype=torch.float64, device=device))
-                if progress.live.is_started and (b % 8 == 0 or b == n_batches - 1):
-                    rate = (b + 1) / max(time.perf_counter() - t0, 1e-9)
-                    progress.update(task, completed=b + 1,
-                                    stats=f"{rate:.1f} batch/s  loss {value:.4f}  τ0 {temps.tau0:.4f}")
-            progress.remove_task(task)
-            train_seconds = time.perf_counter() - t0
-            epoch_loss = float(loss_sum) / n_pairs
-            if not math.isfinite(epoch_loss):
-                _diverged(out, epoch, n_batches - 1, epoch_loss, temps.tau0, start_epoch=len(history))
-
-            if track:
-                cnt = user_cnt.cpu()
-                tau_state = taumod.TauState(temps.tau0, temps.source, temps.reason, schedule.log_term,
-                                            temps.tau0_raw, (user_sum.cpu() / cnt.clamp(min=1)), cnt)
-            else:
-                tau_state = taumod.TauState(temps.tau0, temps.source, temps.reason, schedule.log_term,
-                                            temps.tau0_raw)
+            done = _train_epoch(model, optimizer, gen, cfg, batches, dataset.n_users, temps, progress,
+                                epoch, out, len(history))
+            tau_state = taumod.TauState(temps.tau0, temps.source, temps.reason, schedule.log_term,
+                                        temps.tau0_raw, done.user_loss, done.user_count)
 
             # --- evaluation and bookkeeping ---------------------------------------------
             t1 = time.perf_counter()
             u_emb, i_emb, raw_items = model_embeddings(model, cfg.norm)
             norms = raw_items.norm(dim=1).double().cpu().numpy()
-            row: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "tau0": temps.tau0,
+            row: dict[str, Any] = {"epoch": epoch, "loss": done.loss, "tau0": temps.tau0,
                                    "w0": 1.0 / temps.tau0, "tau_source": temps.source}
             row.update(_tau_u_summary(temps.tau_u, schedule.active))
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
-            metrics: dict[str, float] = {}
-            if evaluated:
-                metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+            metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
             for k in ks:
                 for m in METRICS:
-                    row[f"{prefix}_{m}@{k}"] = metrics.get(f"{m}@{k}", float("nan"))
+                    row[f"{select_split}_{m}@{k}"] = metrics.get(f"{m}@{k}", float("nan"))
             group_norm = np.bincount(groups, weights=norms, minlength=cfg.groups) / np.maximum(group_sizes, 1)
             for g in range(cfg.groups):
                 row[f"item_norm_g{g}"] = float(group_norm[g])
-            row["pos_score"] = float(pos_sum) / n_pairs
+            row["pos_score"] = done.pos_score
             row["positive_in_denominator"] = bool(cfg.positive_in_denominator)
             row["selection"] = label
-            row["train_seconds"] = train_seconds
+            row["train_seconds"] = done.seconds
             row["eval_seconds"] = time.perf_counter() - t1
             history.append(row)
 
-            improved = False
-            if evaluated:
-                value = metrics[cfg.monitor]
-                if value > early["best_value"] or early["best_epoch"] == 0:
-                    early.update(best_epoch=epoch, best_value=value, best_metrics=dict(metrics))
-                    improved = True
-                if epoch - early["best_epoch"] >= cfg.patience:
-                    early["stopped"] = True
+            improved = _update_early(early, metrics, epoch, cfg) if evaluated else False
             state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg,
                                 dataset)
             if improved:
-                io.torch_save(best_path, state)
-            io.torch_save(last_path, state)
+                io.torch_save(out / "checkpoint-best.pt", state)
+            io.torch_save(out / "checkpoint-last.pt", state)
             io.write_parquet(out / "history.parquet", _history_frame(history))
-
             if not quiet:
-                text = f"epoch {epoch}/{cfg.epochs}  loss {epoch_loss:.4f}  τ0 {temps.tau0:.4f} ({temps.source})"
-                if cfg.tau_mode == "adap-tau":
-                    text += f"  τ_u {row['tau_u_q10']:.3f}..{row['tau_u_q90']:.3f}"
-                if evaluated:
-                    text += f"  │ {label} " + "  ".join(f"{m}@{k} {metrics[f'{m}@{k}']:.4f}"
-                                                       for m in ("recall", "ndcg") for k in ks if k == 20 or len(ks) == 1)
-                text += f"  │ {train_seconds:.1f}s + {row['eval_seconds']:.1f}s"
-                if improved:
-                    text += "  [green]★ best[/]"
-                err_console.print(text, highlight=False, soft_wrap=True)
+                err_console.print(_epoch_line(cfg, label, ks, row, metrics, improved), highlight=False,
+                                  soft_wrap=True)
             if early["stopped"]:
                 info(f"early stop: no {cfg.monitor} gain for {cfg.patience} epochs "
                      f"(best epoch {early['best_epoch']})", quiet)
