@@ -339,14 +339,13 @@ class _Batches:
         for b in range(self.count):
             idx = perm[self.bounds[b]:self.bounds[b + 1]]
             users, pos = self.users[idx], self.items[idx]
+            negs = None  # in-batch: the batch's own positives
             if cfg.negatives == "per-row":
-                shape = (users.shape[0], cfg.num_negatives)
+                negs = torch.randint(0, self.n_items, (users.shape[0], cfg.num_negatives), generator=gen,
+                                     device=self.device)
             elif cfg.negatives == "shared":
-                shape = (cfg.num_negatives,)
-            else:
-                yield users, pos, None
-                continue
-            yield users, pos, torch.randint(0, self.n_items, shape, generator=gen, device=self.device)
+                negs = torch.randint(0, self.n_items, (cfg.num_negatives,), generator=gen, device=self.device)
+            yield users, pos, negs
 
 
 @dataclasses.dataclass
