@@ -99,6 +99,8 @@ def plot_sensitivity(summary: dict, folder: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for name, curve in summary["curves"].items():
+        if len(curve) < 2:  # a single τ is not a curve (e.g. the published protocol reuses the honest grid's τ)
+            continue
         ax.plot([c["tau"] for c in curve], [c["relative"] for c in curve], marker="o", label=name)
     for r in summary["table"]:
         if r["row"] == "adaptau0" and r["tau0_final"]:
