@@ -336,6 +336,9 @@ def train_cmd(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Training seed (default 2023).")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto (default) | cpu | cuda.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
+    time_limit: Annotated[Optional[float], typer.Option(
+        "--time-limit", help="Minutes for this invocation: stop cleanly after the epoch that crosses it, "
+                             "write the report; --resume continues (default 0 = no limit).")] = None,
     quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Train MF or LightGCN with a fixed, Adap-τ0 or Adap-τ temperature; write a run directory."""
@@ -361,7 +364,8 @@ def train_cmd(
                      tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs, tau_baseline=tau_baseline,
                      tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,
                      positive_in_denominator=positive_in_denominator, eval_every=eval_every, monitor=monitor,
-                     patience=patience, select_on=select_on, seed=seed, device=device, threads=threads)
+                     patience=patience, select_on=select_on, seed=seed, device=device, threads=threads,
+                     time_limit=time_limit)
     train_cfg = check_config(_section_settings(TrainConfig, config, "train", overrides))
     ds = prepare_dataset(data_cfg, quiet=quiet)
     out = Path(out) if out is not None else _default_run_dir(data_cfg, train_cfg)

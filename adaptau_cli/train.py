@@ -112,6 +112,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         (cfg.groups >= 1, f"groups must be >= 1, got {cfg.groups}"),
         (bool(cfg.ks) and all(int(k) >= 1 for k in cfg.ks), f"ks must be positive, got {cfg.ks}"),
         (cfg.threads is None or cfg.threads >= 1, f"--threads must be >= 1, got {cfg.threads}"),
+        (cfg.time_limit >= 0 and math.isfinite(cfg.time_limit),
+         f"--time-limit must be >= 0 minutes, got {cfg.time_limit}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -138,16 +140,29 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_states(gen: torch.Generator, device: str) -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state(), "sampler": gen.get_state(),
+    states = {"torch": torch.get_rng_state(), "sampler": gen.get_state(), "sampler_device": gen.device.type,
               "numpy": np.random.get_state(), "python": random.getstate()}
     if device.startswith("cuda"):
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
 
-def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str) -> None:
+def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str, seed: int, epoch: int,
+                    quiet: bool) -> None:
+    """Restore every random stream; a sampler stream from another device type is restarted.
+
+    CPU and CUDA generators have incompatible states, so a run trained on one
+    and resumed on the other cannot continue the same stream of negatives: it
+    reseeds the sampler from (seed, epoch) and says so (the run stays
+    reproducible, but differs from one that never moved).
+    """
     torch.set_rng_state(states["torch"])
-    gen.set_state(states["sampler"])
+    if states.get("sampler_device", "cpu") == gen.device.type:
+        gen.set_state(states["sampler"])
+    else:
+        gen.manual_seed(seed * 1_000_003 + epoch)
+        info(f"[yellow]note:[/] checkpoint trained on {states.get('sampler_device', 'cpu')}, resumed on "
+             f"{gen.device.type}: the negative sampler restarts from seed {seed} and epoch {epoch}", quiet)
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
     if device.startswith("cuda") and "cuda" in states:
@@ -465,7 +480,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_states(ckpt["rng"], gen, device)
+        _set_rng_states(ckpt["rng"], gen, device, cfg.seed, int(ckpt["epoch"]), quiet)
         tau_state = taumod.TauState.from_dict(ckpt["tau_state"])
         early = dict(ckpt["early_stopping"])
         history = list(ckpt["history"])
@@ -483,6 +498,8 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     from rich.progress import TextColumn
     progress = make_progress(quiet, TextColumn("{task.fields[stats]}"))
     last_epoch = start if early["stopped"] else cfg.epochs
+    started = time.perf_counter()
+    time_limited = False
     with progress:
         for epoch in range(start + 1, last_epoch + 1):
             temps = schedule.for_epoch(epoch, model, tau_state, device)
@@ -529,8 +546,13 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
                 info(f"early stop: no {cfg.monitor} gain for {cfg.patience} epochs "
                      f"(best epoch {early['best_epoch']})", quiet)
                 break
+            if cfg.time_limit and epoch < last_epoch and time.perf_counter() - started >= 60 * cfg.time_limit:
+                time_limited = True
+                info(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}: "
+                     f"continue with --resume {out}", quiet)
+                break
 
-    return _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet)
+    return _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet, time_limited)
 
 
 def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, start_epoch: int) -> None:
@@ -552,8 +574,13 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet) -> TrainResult:
-    """Reload the best checkpoint, measure it on valid and test, write report.json / report.md."""
+def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet,
+            time_limited: bool = False) -> TrainResult:
+    """Reload the best checkpoint, measure it on valid and test, write report.json / report.md.
+
+    A run cut by ``--time-limit`` gets a report too (flagged ``time_limited``), so
+    what it reached so far is usable; ``--resume`` continues it and rewrites the report.
+    """
     best_path = out / "checkpoint-best.pt"
     if best_path.is_file():
         model.load_state_dict(_load_checkpoint(best_path)["model"])
@@ -577,6 +604,7 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, devic
         "best_value": float(early["best_value"]) if early["best_epoch"] else None,
         "epochs_run": len(history),
         "stopped_early": bool(early["stopped"]),
+        "time_limited": bool(time_limited),
         "best_metrics": early["best_metrics"],
         "valid_metrics": valid_metrics,
         "test_metrics": test_metrics,
@@ -619,7 +647,8 @@ def render_report_md(report: dict[str, Any]) -> str:
              f"tau_u on the positive logit: {'yes' if report['tau_user_positive'] else 'no'}",
              f"- epoch selection: {report['selection']} on {report['monitor']}; best epoch "
              f"{report['best_epoch']} of {report['epochs_run']}"
-             + (" (early stop)" if report["stopped_early"] else ""),
+             + (" (early stop)" if report["stopped_early"] else "")
+             + (" (time limit reached: resumable)" if report.get("time_limited") else ""),
              f"- final tau0: {report['tau0_final']:.4f}",
              f"- time: {report['train_seconds']:.1f} s training, {report['eval_seconds']:.1f} s evaluation "
              f"on {report['device']}", ""]

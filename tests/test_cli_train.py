@@ -96,3 +96,20 @@ def test_estimate_tau_on_ml1m_prints_the_published_prior(shared_datasets):
     assert e["prior_tau0"] == pytest.approx(0.311, abs=1e-3)
     human = run(["estimate-tau", "--source", str(shared_datasets / "ml-1m")])
     assert "2.2470" in human.output and "0.3115" in human.output
+
+
+def test_time_limit_cuts_the_run_and_resume_finishes_it(tmp_path):
+    out = tmp_path / "t"
+    res = run(["train", "synthetic-tiny", *FAST, "--epochs", "3", "--out", str(out), "--time-limit", "1e-9",
+               "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert payload["epochs_run"] == 1 and payload["time_limited"] is True
+    assert "time limit of 1e-09 min reached after epoch 1" in res.stderr
+    # the saved config keeps the limit; --time-limit 0 lifts it for the continuation
+    res = run(["train", "--resume", str(out), "--time-limit", "0", "--quiet", "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert payload["epochs_run"] == 3 and payload["time_limited"] is False
+    res = run(["train", "synthetic-tiny", *FAST, "--out", str(tmp_path / "bad"), "--time-limit", "-2"])
+    assert res.exit_code != 0 and "--time-limit must be >= 0" in res.output

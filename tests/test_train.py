@@ -207,3 +207,36 @@ def test_estimate_from_a_checkpoint(sample, tmp_path):
     assert est.tau0_simplified == pytest.approx((est.mu_pos - est.mu) / est.log_term)
     assert est.w0_full == pytest.approx(1 / est.tau0_full)
     assert 0.02 <= est.tau0_used <= 2.0 and est.epoch == run.epoch
+
+
+def test_time_limit_stops_cleanly_and_resume_continues_exactly(sample, tmp_path):
+    data_cfg, ds = sample
+    train(quick(epochs=3), data_cfg, ds, tmp_path / "full")
+    cut = train(quick(epochs=3, time_limit=1e-9), data_cfg, ds, tmp_path / "cut")
+    assert cut.epochs_run == 1 and cut.report["time_limited"] and not cut.stopped_early
+    assert "time limit reached" in (tmp_path / "cut" / "report.md").read_text()
+    assert cut.test_metrics                                  # a usable report of what it reached
+    done = train(quick(epochs=3), data_cfg, ds, tmp_path / "cut", resume=True)
+    assert done.epochs_run == 3 and not done.report["time_limited"]
+    pd.testing.assert_frame_equal(_frame(tmp_path / "full"), _frame(tmp_path / "cut"))
+
+
+def test_time_limit_must_be_non_negative(sample, tmp_path):
+    data_cfg, ds = sample
+    with pytest.raises(UserError, match="time-limit"):
+        train(quick(time_limit=-1), data_cfg, ds, tmp_path / "r")
+
+
+def test_resume_from_another_device_restarts_the_sampler(sample, tmp_path, capsys):
+    """A checkpoint whose sampler stream came from a CUDA generator still resumes on the CPU."""
+    data_cfg, ds = sample
+    train(quick(epochs=1), data_cfg, ds, tmp_path / "r")
+    path = tmp_path / "r" / "checkpoint-last.pt"
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["rng"]["sampler_device"] == "cpu"
+    ckpt["rng"]["sampler"] = torch.zeros(16, dtype=torch.uint8)   # the shape of a CUDA generator's state
+    ckpt["rng"]["sampler_device"] = "cuda"
+    torch.save(ckpt, path)
+    again = train(quick(epochs=2), data_cfg, ds, tmp_path / "r", resume=True, quiet=False)
+    assert again.epochs_run == 2
+    assert "negative sampler restarts" in capsys.readouterr().err
