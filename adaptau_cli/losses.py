@@ -373,8 +373,9 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
         uw = user_table if user_weight is None else user_weight
         iw = item_table if item_weight is None else item_weight
         reg = uw.index_select(0, users).pow(2).sum() + iw.index_select(0, pos_items).pow(2).sum()
-        if negatives == "per-row":
-            reg = reg + iw.pow(2).sum(1)[neg_items].sum()
+        if negatives == "per-row":   # Σ_j count_j·‖e_j‖²: the same sum, without a B·M scatter in backward
+            counts = torch.bincount(neg_items.reshape(-1), minlength=iw.shape[0]).to(iw.dtype)
+            reg = reg + (counts * iw.pow(2).sum(1)).sum()
         elif negatives == "shared":
             reg = reg + B * iw.index_select(0, neg_items).pow(2).sum()
         total = total + l2 * reg / (2.0 * B)
