@@ -65,6 +65,8 @@ def summarize(folder: Path) -> dict:
                                   recall20=test.get("recall@20"), ndcg20=test.get("ndcg@20"),
                                   published=PUBLISHED[(model, row)], best_epoch=rep["best_epoch"],
                                   epochs=rep["epochs_run"], tau0_final=rep.get("tau0_final"),
+                                  stop=("time limit" if rep.get("time_limited") else
+                                        "early stop" if rep.get("stopped_early") else "max epochs"),
                                   minutes=(rep["train_seconds"] + rep["eval_seconds"]) / 60))
             fixed = sorted((k[3], v) for k, v in reports.items()
                            if k[:3] == (protocol, model, "fixed") and k[3] is not None)
@@ -78,14 +80,14 @@ def summarize(folder: Path) -> dict:
 
 def to_markdown(summary: dict) -> str:
     lines = ["| protocol | backbone | strategy | τ | Recall@20 | NDCG@20 | published R@20 / N@20 "
-             "| best epoch / run | wall (min) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| best epoch / run (ended by) | wall (min) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["table"]:
         proto = "published (test-selected)" if r["protocol"] == "published" else "honest (valid-selected)"
         tau = f"{r['tau']:g}" if r["tau"] is not None else (
             f"→ {r['tau0_final']:.3f}" if r["row"] in ("adaptau0", "adaptau") and r["tau0_final"] else "—")
         lines.append(f"| {proto} | {r['model']} | {r['label']} | {tau} | {r['recall20']:.4f} | "
                      f"{r['ndcg20']:.4f} | {r['published'][0]:.4f} / {r['published'][1]:.4f} | "
-                     f"{r['best_epoch']} / {r['epochs']} | {r['minutes']:.1f} |")
+                     f"{r['best_epoch']} / {r['epochs']} ({r['stop']}) | {r['minutes']:.1f} |")
     for name, curve in summary["curves"].items():
         lines += ["", f"τ sensitivity ({name}): " + ", ".join(
             f"τ={c['tau']:g}: {c['relative']:.3f}" for c in curve)]
@@ -110,7 +112,8 @@ def plot_sensitivity(summary: dict, folder: Path) -> None:
     ax.set_xlabel("fixed temperature τ")
     ax.set_ylabel("Recall@20 relative to the best τ")
     ax.set_title("ML-1M: sensitivity to τ (Adap-τ0's τ0 dashed)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(folder / "tau_sensitivity.png")
 
