@@ -8,6 +8,7 @@ readable line; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -40,6 +41,19 @@ def _report(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout left (``adaptau ... | head``): stop quietly, as Unix tools do.
+
+    stdout is pointed at /dev/null so that Python's final flush does not raise again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. CliRunner)
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
+
+
 class _ErrorReportingGroup(TyperGroup):
     """Turns engine errors into one line + exit code inside click itself.
 
@@ -53,6 +67,8 @@ class _ErrorReportingGroup(TyperGroup):
         except (typer.Exit, typer.Abort, click_exceptions.ClickException,
                 KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            raise typer.Exit(_stdout_closed()) from None
         except Exception as exc:  # noqa: BLE001 - every other error gets one line
             raise typer.Exit(_report(exc)) from None
 
@@ -692,6 +708,8 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="adaptau", standalone_mode=True)
     except SystemExit:
         raise
+    except BrokenPipeError:
+        sys.exit(_stdout_closed())
     except AdaptauError as exc:
         sys.exit(_report(exc))
     except KeyboardInterrupt:

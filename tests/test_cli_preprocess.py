@@ -144,3 +144,12 @@ def test_end_to_end_subprocess(tmp_path):
     bad = _subprocess(["preprocess", "--source", str(write(tmp_path / "b.txt", "0 1\nzz 2\n"))], home)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "b.txt:2: non-numeric id 'zz'" in bad.stderr
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`adaptau ... | head` must not end in an 'internal error' line (the reader just left)."""
+    cmd = f"'{sys.executable}' -m adaptau_cli preprocess --help | head -40 > /dev/null; echo rc=${{PIPESTATUS[0]}}"
+    for _ in range(3):  # the pipe closes at a different point each time
+        out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+        assert "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert out.stdout.strip() in ("rc=0", "rc=1", "rc=141")
