@@ -314,7 +314,8 @@ def train_cmd(
     num_negatives: Annotated[Optional[int], typer.Option(
         "--num-negatives", help="M negatives per positive (per-row) or per batch (shared); default 1024.")] = None,
     negatives: Annotated[Optional[str], typer.Option(
-        "--negatives", help="per-row (faithful) | shared (fast, default) | in-batch (LightGCN setup).")] = None,
+        "--negatives",
+        help="per-row (faithful) | shared (fast, default) | in-batch (LightGCN setup) | all (full softmax).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None,
     l2: Annotated[Optional[float], typer.Option("--l2", help="L2 on the raw batch rows (default 1e-5).")] = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Embedding size (default 64).")] = None,

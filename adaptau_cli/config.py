@@ -191,7 +191,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 2048
     num_negatives: int = 1024
-    negatives: str = "shared"           # per-row|shared|in-batch
+    negatives: str = "shared"           # per-row|shared|in-batch|all
     lr: float = 1e-3
     l2: float = 1e-5
     dropout: float = 0.0

@@ -21,11 +21,18 @@ Negatives (why three):
   product, the fast mode.
 * ``in-batch``: the other positives of the batch (the published LightGCN
   setup); the diagonal (the row's own positive) is masked out of the negatives.
+* ``all``: every item of the catalogue, once — the full softmax, the limit the
+  uniform samplers estimate, with no sampling noise. Affordable when the
+  catalogue is small (ML-1M: 3,043 items, one (B×d)(d×m) product per step, about
+  half a per-row step's cost) and measured better than both samplers there
+  (docs/results.md). Its L2 term weights each item by M/m, the expected count
+  of M uniform draws, so ``l2`` means what it means for the samplers.
 
 L2 (the published setup): ``l2·(‖e_u‖² + ‖e_i‖² + ‖e_negs‖²)/(2B)`` on the raw
 (unnormalized, layer-0) rows. Per-row counts every one of the B·M negative
 rows; shared counts each shared row once per batch row (so the term equals
-per-row's in expectation); in-batch has no separate negative rows.
+per-row's in expectation); in-batch has no separate negative rows; ``all``
+weights every item by ``neg_l2_weight`` (M/m: per-row's expectation again).
 
 Every loss also returns the per-row loss at τ = 1, detached (Adap-τ's L_u is
 its per-user mean over the previous epoch).
@@ -38,7 +45,7 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-NEGATIVES = ("per-row", "shared", "in-batch")
+NEGATIVES = ("per-row", "shared", "in-batch", "all")
 LOSSES = ("softmax", "bpr")
 NORMS = ("both", "user", "item", "none")
 CHUNK_ELEMENTS = 1 << 23   # gathered floats per chunk in the chunked per-row path (32 MiB)
@@ -319,14 +326,16 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
                loss: str = "softmax", norm: str = "both", w_neg=1.0, w_pos=1.0,
                positive_in_denominator: bool = False, l2: float = 0.0,
                user_weight: torch.Tensor | None = None, item_weight: torch.Tensor | None = None,
-               track_tau1: bool = False, per_row_strategy: str = "auto", fused: bool = True) -> BatchLoss:
+               track_tau1: bool = False, per_row_strategy: str = "auto", fused: bool = True,
+               neg_l2_weight: float = 1.0) -> BatchLoss:
     """The loss of one batch from the model's (user, item) tables.
 
-    ``neg_items``: (B, M) for per-row, (M,) for shared, ignored for in-batch.
+    ``neg_items``: (B, M) for per-row, (M,) for shared, ignored for in-batch and all.
     ``user_weight``/``item_weight``: the raw layer-0 tables the L2 term is taken on
     (default: the given tables). ``w_neg``/``w_pos``: 1/τ, scalar or (B,).
     ``fused``: use ``FusedMatrixSoftmax`` for the softmax with shared / in-batch
     negatives (same numbers as the plain autograd path, which the tests check).
+    ``neg_l2_weight``: with ``all``, the L2 weight of each item per row (M/m).
     """
     if negatives not in NEGATIVES:
         raise ValueError(f"unknown negatives {negatives!r} (expected one of {', '.join(NEGATIVES)})")
@@ -339,16 +348,18 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
     pos = (u * p).sum(1)
     mask = None
     tau1 = None
-    use_fused = fused and loss == "softmax" and negatives in ("shared", "in-batch")
+    sampled = negatives in ("shared", "all")   # one (M, d) block of negatives for the whole batch
+    if sampled:
+        block = item_table if negatives == "all" else item_table.index_select(0, neg_items)
+    use_fused = fused and loss == "softmax" and negatives != "per-row"
     if use_fused:
-        n = maybe_normalize(item_table.index_select(0, neg_items), ni) if negatives == "shared" else p
+        n = maybe_normalize(block, ni) if sampled else p
         rows, rows1 = fused_matrix_softmax(u, n, pos, w_neg, w_pos, positive_in_denominator,
                                            mask_diag=negatives == "in-batch", bounded=nu and ni,
                                            want_tau1=track_tau1)
         tau1 = rows1 if track_tau1 else None
-    elif negatives == "shared":
-        n = maybe_normalize(item_table.index_select(0, neg_items), ni)
-        neg = u @ n.t()
+    elif sampled:
+        neg = u @ maybe_normalize(block, ni).t()
     elif negatives == "per-row":
         items = maybe_normalize(item_table, ni)
         neg = per_row_scores(u, items, neg_items, per_row_strategy)
@@ -378,6 +389,8 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
             reg = reg + (counts * iw.pow(2).sum(1)).sum()
         elif negatives == "shared":
             reg = reg + B * iw.index_select(0, neg_items).pow(2).sum()
+        elif negatives == "all":
+            reg = reg + B * neg_l2_weight * iw.pow(2).sum()
         total = total + l2 * reg / (2.0 * B)
 
     return BatchLoss(total, rows.detach(), tau1, pos.detach())

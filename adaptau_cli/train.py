@@ -393,7 +393,7 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, n_u
                          loss=cfg.loss, norm=cfg.norm, w_neg=w_neg, w_pos=w_pos,
                          positive_in_denominator=cfg.positive_in_denominator, l2=cfg.l2,
                          user_weight=model.user_weight, item_weight=model.item_weight,
-                         track_tau1=track)
+                         track_tau1=track, neg_l2_weight=cfg.num_negatives / batches.n_items)
         value = float(res.loss.detach())
         if not math.isfinite(value):
             _diverged(out, epoch, b, value, temps.tau0, start_epoch=done_epochs)

@@ -135,6 +135,39 @@ def test_shared_with_every_item_is_the_full_softmax(fused):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("fused,include_pos", [(True, False), (False, False), (True, True)])
+def test_all_items_matches_the_reference_with_expected_l2(fused, include_pos):
+    """``all``: every item is a negative of every row; L2 weights each item by M/m (per-row's expectation)."""
+    U, I, users, pos, _, _, w = _tables(4)
+    weight = M / N_ITEMS
+    out = L.batch_loss(U, I, users, pos, None, negatives="all", w_neg=w, w_pos=2.0, l2=0.01,
+                       positive_in_denominator=include_pos, track_tau1=True, fused=fused,
+                       neg_l2_weight=weight)
+    ref_total, ref_rows, ref_rows1 = reference(U, I, users, pos, lambda b: list(range(N_ITEMS)), w, 2.0,
+                                               include_pos, l2=0.01, l2_negs=[])
+    ref_total = ref_total + 0.01 * weight * I.pow(2).sum() / 2   # B rows x weight x Σ‖e_j‖², over 2B
+    torch.testing.assert_close(out.loss, ref_total, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.row_loss, ref_rows, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out.row_loss_tau1, ref_rows1, rtol=1e-10, atol=1e-12)
+    for a, b in zip(_grads(out.loss, U, I), _grads(ref_total, U, I)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_all_items_l2_is_the_expectation_of_per_row_draws():
+    """Averaged over many per-row draws, the engine's sampled L2 term approaches the ``all`` one."""
+    U, I, users, pos, _, _, _ = _tables(5)
+    g = torch.Generator().manual_seed(7)
+
+    def l2_part(negatives, negs):
+        with torch.no_grad():
+            on = L.batch_loss(U, I, users, pos, negs, negatives=negatives, l2=1.0, neg_l2_weight=M / N_ITEMS)
+            off = L.batch_loss(U, I, users, pos, negs, negatives=negatives, l2=0.0)
+        return on.loss - off.loss
+
+    draws = torch.stack([l2_part("per-row", torch.randint(0, N_ITEMS, (B, M), generator=g)) for _ in range(2000)])
+    torch.testing.assert_close(draws.mean(), l2_part("all", None), rtol=0.01, atol=0.0)
+
+
 def test_float32_fused_equals_plain_autograd_path():
     g = torch.Generator().manual_seed(5)
     U = torch.randn(50, 16, generator=g, requires_grad=True)

@@ -79,7 +79,8 @@ def _frame(run_dir):
 
 @pytest.mark.parametrize("kw", [dict(dropout=0.2, negatives="shared"),
                                 dict(model="lightgcn", negatives="in-batch", layers=2, dropout=0.1),
-                                dict(negatives="per-row", num_negatives=16, tau_mode="adap-tau0")])
+                                dict(negatives="per-row", num_negatives=16, tau_mode="adap-tau0"),
+                                dict(negatives="all", tau_mode="adap-tau")])
 def test_resume_equals_uninterrupted(sample, tmp_path, kw):
     data_cfg, ds = sample
     full = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "full")
