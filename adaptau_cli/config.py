@@ -183,6 +183,8 @@ class TrainConfig:
     the published (μ+ - μ)/log term; ``full`` uses the variances too. τ0 and τ_u are clamped to
     [``tau_min``, ``tau_max``] = [0.02, 2.0] (see adaptau_cli/tau.py for why).
     For BPR, ``num_negatives`` negatives are averaged per row (1 = classic BPR).
+    ``negatives = "all"`` is the full softmax over the catalogue (small catalogues;
+    ``num_negatives`` then only sets the L2 weight M/m of each item, per-row's expectation).
     """
 
     model: str = "mf"                   # mf|lightgcn

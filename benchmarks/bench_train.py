@@ -1,7 +1,7 @@
-"""Training speed on ML-1M: MF Adap-τ with shared vs per-row negatives, the GEMM floor, LightGCN.
+"""Training speed on ML-1M: MF Adap-τ with shared / per-row / all negatives, the GEMM floor, LightGCN.
 
     .venv/bin/python benchmarks/bench_train.py [--data ../shared/datasets/ml-1m] [--threads 2]
-        [--per-row-batches 40] [--chunked-batches 8] [--skip-lightgcn] [--json out.json]
+        [--per-row-batches 40] [--chunked-batches 8] [--all-batches 40] [--skip-lightgcn] [--json out.json]
 
 Setup (the published MF setup): batch 2048, M = 1024 negatives, dim 64,
 Adap-τ (per-user τ_u, so the per-user loss at τ = 1 is tracked too), Adam.
@@ -18,6 +18,8 @@ What is measured, each phase in its own process (so that peak RSS is per phase):
   ``--per-row-batches`` batches of the real loop's step and extrapolated to an
   epoch. The bounded-memory chunked path (gathering B·M·d floats) is timed
   over ``--chunked-batches`` batches and extrapolated likewise.
+* ``all``: the full softmax over the catalogue (no sampling), timed like
+  per-row over ``--all-batches`` batches of the real step.
 * ``lightgcn``: one full epoch of LightGCN (3 layers, in-batch negatives).
 Figures are wall-clock on whatever else runs on the machine: say so when
 quoting them.
@@ -105,11 +107,11 @@ def make_step(ds, negatives: str, strategy: str = "auto", seed: int = 0):
         idx = torch.randint(0, len(pu), (B,), generator=gen)
         users, pos = pu[idx], pi[idx]
         shape = (M,) if negatives == "shared" else (B, M)
-        negs = torch.randint(0, ds.n_items, shape, generator=gen)
+        negs = None if negatives == "all" else torch.randint(0, ds.n_items, shape, generator=gen)
         u, i = model()
         out = batch_loss(u, i, users, pos, negs, negatives=negatives, w_neg=w_table[users], w_pos=3.2,
                          l2=1e-5, user_weight=model.user_weight, item_weight=model.item_weight, track_tau1=True,
-                         per_row_strategy=strategy)
+                         per_row_strategy=strategy, neg_l2_weight=M / ds.n_items)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
@@ -155,19 +157,21 @@ def phase_shared(ds, args) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+def extrapolated(ds, step, n: int) -> dict:
+    """Median step time over ``n`` batches (after one warm-up step), extrapolated to an epoch."""
+    step()
+    t = float(np.median(timed(step, n)))
+    return {"step_ms_median": 1e3 * t, "batches_timed": n, "epoch_seconds_extrapolated": t * -(-len(ds.train) // B),
+            "pairs_per_second": B / t, "peak_rss_mb": peak_rss_mb()}
+
+
 def phase_per_row(ds, args) -> dict:
-    n_batches = -(-len(ds.train) // B)
-    out = {}
-    for strategy, n in (("dense", args.per_row_batches), ("chunked", args.chunked_batches)):
-        if n <= 0:
-            continue
-        step = make_step(ds, "per-row", strategy)
-        step()
-        t = float(np.median(timed(step, n)))
-        out[strategy] = {"step_ms_median": 1e3 * t, "batches_timed": n,
-                         "epoch_seconds_extrapolated": t * n_batches,
-                         "pairs_per_second": B / t, "peak_rss_mb": peak_rss_mb()}
-    return out
+    return {strategy: extrapolated(ds, make_step(ds, "per-row", strategy), n)
+            for strategy, n in (("dense", args.per_row_batches), ("chunked", args.chunked_batches)) if n > 0}
+
+
+def phase_all(ds, args) -> dict:
+    return extrapolated(ds, make_step(ds, "all"), args.all_batches)
 
 
 def phase_lightgcn(ds, args) -> dict:
@@ -175,7 +179,7 @@ def phase_lightgcn(ds, args) -> dict:
     return {"epoch_seconds": epoch, "pairs_per_second": len(ds.train) / epoch, "peak_rss_mb": peak_rss_mb()}
 
 
-PHASES = {"shared": phase_shared, "per-row": phase_per_row, "lightgcn": phase_lightgcn}
+PHASES = {"shared": phase_shared, "per-row": phase_per_row, "all": phase_all, "lightgcn": phase_lightgcn}
 
 
 def main() -> None:
@@ -184,6 +188,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--per-row-batches", type=int, default=40)
     ap.add_argument("--chunked-batches", type=int, default=8)
+    ap.add_argument("--all-batches", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds of 5 steps (shared vs floor)")
     ap.add_argument("--skip-lightgcn", action="store_true")
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
@@ -200,11 +205,11 @@ def main() -> None:
         sys.exit(f"ML-1M not found at {args.data} (use --data)")
     results = {"threads": args.threads, "batch": B, "negatives": M, "dim": DIM, "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
-    phases = ["shared", "per-row"] + ([] if args.skip_lightgcn else ["lightgcn"])
+    phases = ["shared", "per-row", "all"] + ([] if args.skip_lightgcn else ["lightgcn"])
     for phase in phases:
         cmd = [sys.executable, __file__, "--phase", phase, "--data", str(args.data), "--threads", str(args.threads),
                "--per-row-batches", str(args.per_row_batches), "--chunked-batches", str(args.chunked_batches),
-               "--rounds", str(args.rounds)]
+               "--all-batches", str(args.all_batches), "--rounds", str(args.rounds)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             sys.exit(f"phase {phase} failed:\n{proc.stderr}")
@@ -225,6 +230,12 @@ def main() -> None:
               f"s/epoch (extrapolated from {r['batches_timed']} batches), {r['pairs_per_second']:,.0f} pairs/s; "
               f"shared is {r['epoch_seconds_extrapolated'] / s['epoch_seconds']:.1f}x faster; "
               f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    a = results["all"]
+    vs_dense = (f", {a['step_ms_median'] / p['dense']['step_ms_median']:.2f}x a per-row dense step"
+                if "dense" in p else "")
+    print(f"  all items: {a['step_ms_median']:.1f} ms/batch -> {a['epoch_seconds_extrapolated']:.1f} s/epoch "
+          f"(extrapolated from {a['batches_timed']} batches); {a['epoch_seconds_extrapolated'] / s['epoch_seconds']:.1f}x "
+          f"shared's epoch{vs_dense}")
     if "lightgcn" in results:
         lg = results["lightgcn"]
         print(f"  LightGCN 3 layers, in-batch: {lg['epoch_seconds']:.1f} s/epoch, {lg['pairs_per_second']:,.0f} "
