@@ -317,6 +317,11 @@ def train_cmd(
         "--negatives",
         help="per-row (faithful) | shared (fast, default) | in-batch (LightGCN setup) | all (full softmax).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None,
+    lr_decay: Annotated[Optional[float], typer.Option(
+        "--lr-decay", help="Multiply lr by this after --lr-decay-patience epochs without gain "
+                           "(default 1 = constant lr, as published).")] = None,
+    lr_decay_patience: Annotated[Optional[int], typer.Option(
+        "--lr-decay-patience", help="Epochs without gain before each lr decay (default 10).")] = None,
     l2: Annotated[Optional[float], typer.Option("--l2", help="L2 on the raw batch rows (default 1e-5).")] = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Embedding size (default 64).")] = None,
     layers: Annotated[Optional[int], typer.Option("--layers", help="LightGCN layers (default 3).")] = None,
@@ -377,7 +382,7 @@ def train_cmd(
     data_cfg = _dataset_settings(config, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
                                  min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home)
     overrides = dict(model=model, epochs=epochs, batch_size=batch_size, num_negatives=num_negatives,
-                     negatives=negatives, lr=lr, l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
+                     negatives=negatives, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience, l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
                      tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs, tau_baseline=tau_baseline,
                      tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,
                      positive_in_denominator=positive_in_denominator, eval_every=eval_every, monitor=monitor,

@@ -185,6 +185,11 @@ class TrainConfig:
     For BPR, ``num_negatives`` negatives are averaged per row (1 = classic BPR).
     ``negatives = "all"`` is the full softmax over the catalogue (small catalogues;
     ``num_negatives`` then only sets the L2 weight M/m of each item, per-row's expectation).
+    ``lr_decay < 1`` departs from the published constant learning rate: when the
+    monitored metric has not improved for ``lr_decay_patience`` epochs (counted
+    from the last gain or the last decay), lr is multiplied by ``lr_decay``, down
+    to ``lr_min`` — reduce-on-plateau, for squeezing the last fraction of a percent
+    out of a run that has flattened (docs/results.md measures it on ML-1M).
     """
 
     model: str = "mf"                   # mf|lightgcn
@@ -195,6 +200,9 @@ class TrainConfig:
     num_negatives: int = 1024
     negatives: str = "shared"           # per-row|shared|in-batch|all
     lr: float = 1e-3
+    lr_decay: float = 1.0               # multiply lr by this after lr_decay_patience epochs without gain (1 = off)
+    lr_decay_patience: int = 10
+    lr_min: float = 1e-6                # decay never goes below this
     l2: float = 1e-5
     dropout: float = 0.0
     loss: str = "softmax"               # softmax|bpr

@@ -109,6 +109,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         (cfg.warmup_gap > 0, f"warmup_gap must be > 0, got {cfg.warmup_gap}"),
         (cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}"),
         (cfg.patience >= 1, f"--patience must be >= 1, got {cfg.patience}"),
+        (0 < cfg.lr_decay <= 1, f"--lr-decay must be in (0, 1], got {cfg.lr_decay}"),
+        (cfg.lr_decay_patience >= 1, f"--lr-decay-patience must be >= 1, got {cfg.lr_decay_patience}"),
+        (cfg.lr_min >= 0, f"lr_min must be >= 0, got {cfg.lr_min}"),
         (cfg.groups >= 1, f"groups must be >= 1, got {cfg.groups}"),
         (bool(cfg.ks) and all(int(k) >= 1 for k in cfg.ks), f"ks must be positive, got {cfg.ks}"),
         (cfg.threads is None or cfg.threads >= 1, f"--threads must be >= 1, got {cfg.threads}"),
@@ -432,6 +435,27 @@ def _update_early(early: dict[str, Any], metrics: dict[str, float], epoch: int, 
     return improved
 
 
+def _maybe_decay_lr(early: dict[str, Any], optimizer: torch.optim.Optimizer, epoch: int,
+                    cfg: TrainConfig) -> float | None:
+    """Reduce-on-plateau: the new lr if ``epoch`` ends ``lr_decay_patience`` epochs without gain, else None.
+
+    The count starts at the later of the best epoch and the last decay (kept in
+    ``early``, so a resumed run decays exactly when the uninterrupted one would);
+    the lr itself lives in the optimizer state, which the checkpoint holds.
+    """
+    if cfg.lr_decay >= 1 or early["stopped"]:
+        return None
+    since = max(early["best_epoch"], early.get("last_decay", 0))
+    current = optimizer.param_groups[0]["lr"]
+    if epoch - since < cfg.lr_decay_patience or current <= cfg.lr_min:
+        return None
+    new = max(current * cfg.lr_decay, cfg.lr_min)
+    for group in optimizer.param_groups:
+        group["lr"] = new
+    early["last_decay"] = epoch
+    return new
+
+
 def _epoch_line(cfg: TrainConfig, label: str, ks: tuple[int, ...], row: dict[str, Any],
                 metrics: dict[str, float], improved: bool) -> str:
     """The one console line printed per epoch when not quiet."""
@@ -514,8 +538,8 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             t1 = time.perf_counter()
             u_emb, i_emb, raw_items = model_embeddings(model, cfg.norm)
             norms = raw_items.norm(dim=1).double().cpu().numpy()
-            row: dict[str, Any] = {"epoch": epoch, "loss": done.loss, "tau0": temps.tau0,
-                                   "w0": 1.0 / temps.tau0, "tau_source": temps.source}
+            row: dict[str, Any] = {"epoch": epoch, "loss": done.loss, "lr": optimizer.param_groups[0]["lr"],
+                                   "tau0": temps.tau0, "w0": 1.0 / temps.tau0, "tau_source": temps.source}
             row.update(_tau_u_summary(temps.tau_u, schedule.active))
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
             metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
@@ -533,6 +557,10 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             history.append(row)
 
             improved = _update_early(early, metrics, epoch, cfg) if evaluated else False
+            new_lr = _maybe_decay_lr(early, optimizer, epoch, cfg) if evaluated else None
+            if new_lr is not None:
+                info(f"epoch {epoch}: no {cfg.monitor} gain for {cfg.lr_decay_patience} epochs, "
+                     f"lr -> {new_lr:.3g}", quiet)
             state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg,
                                 dataset)
             if improved:

@@ -44,19 +44,22 @@ def test_train_flags_reach_the_run(tmp_path):
     out = tmp_path / "p"
     res = run(["train", "synthetic-tiny", *FAST, "--out", str(out), "--select-on", "test", "--tau-mode", "fixed",
                "--tau", "0.25", "--positive-in-denominator", "--negatives", "per-row", "--model", "lightgcn",
-               "--layers", "1"])
+               "--layers", "1", "--lr-decay", "0.5", "--lr-decay-patience", "3"])
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     assert report["selection"] == "test (published protocol)"
     assert report["positive_in_denominator"] is True
     cfg = report["train_config"]
     assert (cfg["tau"], cfg["negatives"], cfg["model"], cfg["layers"]) == (0.25, "per-row", "lightgcn", 1)
+    assert (cfg["lr_decay"], cfg["lr_decay_patience"]) == (0.5, 3)
     assert "published protocol" in res.output
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--negatives", "random"], "unknown negatives"),
     (["--monitor", "recall@7"], "--monitor"),
+    (["--lr-decay", "0"], "--lr-decay must be in (0, 1]"),
+    (["--negatives", "all", "--lr-decay-patience", "0"], "--lr-decay-patience must be >= 1"),
     (["--resume", "/nonexistent/run"], "different run directories"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, needle):

@@ -80,7 +80,8 @@ def _frame(run_dir):
 @pytest.mark.parametrize("kw", [dict(dropout=0.2, negatives="shared"),
                                 dict(model="lightgcn", negatives="in-batch", layers=2, dropout=0.1),
                                 dict(negatives="per-row", num_negatives=16, tau_mode="adap-tau0"),
-                                dict(negatives="all", tau_mode="adap-tau")])
+                                dict(negatives="all", tau_mode="adap-tau"),
+                                dict(lr=0.05, lr_decay=0.5, lr_decay_patience=1)])
 def test_resume_equals_uninterrupted(sample, tmp_path, kw):
     data_cfg, ds = sample
     full = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "full")
@@ -192,11 +193,34 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(sample, tm
 
 @pytest.mark.parametrize("bad", [dict(negatives="random"), dict(model="ngcf"), dict(tau=-1.0),
                                  dict(monitor="recall@7"), dict(tau_mode="adaptive"), dict(batch_size=0),
-                                 dict(select_on="train"), dict(device="tpu")])
+                                 dict(select_on="train"), dict(device="tpu"), dict(lr_decay=0.0),
+                                 dict(lr_decay=1.5), dict(lr_decay_patience=0)])
 def test_bad_settings_are_user_errors(sample, tmp_path, bad):
     data_cfg, ds = sample
     with pytest.raises(UserError):
         train(quick(**bad), data_cfg, ds, tmp_path / "bad")
+
+
+def expected_lrs(monitored, lr, factor, patience, lr_min=1e-6):
+    """The lr of each epoch under reduce-on-plateau, the obvious way, from the monitored values."""
+    out, best, best_epoch, last_decay = [], -np.inf, 0, 0
+    for epoch, value in enumerate(monitored, start=1):
+        out.append(lr)
+        if value > best or best_epoch == 0:
+            best, best_epoch = value, epoch
+        if epoch - max(best_epoch, last_decay) >= patience and lr > lr_min:
+            lr, last_decay = max(lr * factor, lr_min), epoch
+    return out
+
+
+@pytest.mark.parametrize("factor,patience", [(1.0, 1), (0.5, 1), (0.3, 2)])
+def test_lr_decays_on_plateau_exactly_as_the_reference(sample, tmp_path, factor, patience):
+    data_cfg, ds = sample
+    hist = train(quick(epochs=12, lr=0.05, lr_decay=factor, lr_decay_patience=patience), data_cfg, ds,
+                 tmp_path / "r").history
+    want = expected_lrs(hist["valid_recall@20"].tolist(), 0.05, factor, patience)
+    np.testing.assert_allclose(hist["lr"].to_numpy(), want, rtol=1e-12)
+    assert (len(set(want)) > 1) == (factor < 1)     # the sample plateaus: the decaying runs did decay
 
 
 def test_estimate_from_a_checkpoint(sample, tmp_path):
