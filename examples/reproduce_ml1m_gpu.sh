@@ -9,7 +9,9 @@
 # env: LIMIT=7     minutes per run: each stops cleanly after the epoch that crosses it and
 #                  writes its report (flagged time_limited); rerun the script to continue them
 #      EPOCHS=400  PATIENCE=50  ROWS=REGEX (only the runs whose name matches)  DEVICE=cuda
-#      NEGATIVES   override every row's negatives (e.g. per-row, the published MF setup)
+#      NEGATIVES   override every row's negatives (e.g. per-row, the published MF setup, or
+#                  all, the full softmax: as accurate as per-row on ML-1M, cheaper)
+#      LR_DECAY    e.g. 0.5: halve lr after 10 epochs without gain (default: constant, as published)
 #
 # Why side by side: one ML-1M run leaves an H200 mostly idle (small kernels; 2-3 s per
 # epoch), so 14 runs share it. With an MPS daemon (started here when the machine allows)
@@ -43,6 +45,7 @@ job() {  # job NAME CONFIG FLAGS...
   [[ $name =~ $ROWS ]] || return 0
   local dir="$OUT/$name" extra=()
   [ -n "${NEGATIVES:-}" ] && extra+=(--negatives "$NEGATIVES")
+  [ -n "${LR_DECAY:-}" ] && extra+=(--lr-decay "$LR_DECAY")
   if [ -f "$dir/report.json" ] && ! grep -q '"time_limited": true' "$dir/report.json"; then
     echo "done already: $dir"; return 0
   fi
