@@ -191,7 +191,7 @@ def preprocess_cmd(
         dataset, source, format, user_col, item_col, rating_col, time_col, sep, min_rating, user_core,
         item_core, split, valid_ratio, seed, mirror, home))
     result = prepare(cfg, force=force, quiet=quiet)
-    emit(_preprocess_payload(result), as_json, _render_preprocess)
+    emit(_preprocess_payload(result), as_json, None if quiet else _render_preprocess)
 
 
 @app.command("datasets")

@@ -38,6 +38,10 @@ def test_preprocess_synthetic_tiny_json(adaptau_home):
     assert payload["stats"]["test"]["interactions"] > 0 and payload["stats"]["valid"]["interactions"] > 0
     code, out, _ = run_cli(["preprocess", "synthetic-tiny", "--json"])
     assert json.loads(out)["reused"] is True
+    code, out, err = run_cli(["preprocess", "synthetic-tiny", "--quiet"])     # quiet: no table either
+    assert code == 0 and out == "" and err == ""
+    code, out, err = run_cli(["preprocess", "synthetic-tiny"])
+    assert code == 0 and "synthetic-tiny" in err
 
 
 def test_preprocess_table_on_stderr_and_ratio_split(tmp_path):
