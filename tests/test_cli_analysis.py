@@ -12,6 +12,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -228,6 +229,9 @@ def test_quickstart_small_end_to_end_in_a_subprocess(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert [r["label"] for r in report["runs"]] == ["synthetic-tiny-mf-nonorm", "synthetic-tiny-mf-adaptau"]
     assert [r["info"]["norm"] for r in report["runs"]] == ["none", "both"]
+    l2 = [tomllib.loads((out / "runs" / n / "config.toml").read_text())["train"]["l2"]
+          for n in ("synthetic-tiny-mf-nonorm", "synthetic-tiny-mf-adaptau")]
+    assert l2 == [1e-4, 1e-5]        # no-norm needs the stronger L2 for the popularity-norm ordering
     assert "| metric | synthetic-tiny-mf-nonorm | synthetic-tiny-mf-adaptau |" in (out / "report.md").read_text()
     for name in ("norms_by_group.png", "positive_score.png", "group_recall.png", "norm_vs_popularity.png"):
         assert _png_size(out / "plots" / name)[0] > 400
