@@ -12,7 +12,7 @@
 #      THREADS=1  EPOCHS (override every config's max epochs)  PATIENCE (likewise; 50 = published)
 #      NEGATIVES (override every row's negatives, e.g. per-row: the published MF setup,
 #      +0.4% Recall@20 on MF Adap-τ, ~5x slower per epoch on a CPU; or all, the full
-#      softmax, as accurate and ~1.6x faster than per-row on ML-1M; docs/results.md)
+#      softmax, as accurate and ~2x faster than per-row on ML-1M; docs/results.md)
 #      LR_DECAY (e.g. 0.5: halve lr after 10 epochs without gain; default constant, as published)
 # Every row is one config in examples/configs/; finished runs are skipped, so the
 # script can be stopped and restarted (an interrupted run is resumed).
@@ -33,9 +33,8 @@ run() {  # run NAME CONFIG [extra flags...]
   local extra=()
   [ -n "${EPOCHS:-}" ] && extra+=(--epochs "$EPOCHS")
   [ -n "${PATIENCE:-}" ] && extra+=(--patience "$PATIENCE")
-#      +0.4% Recall@20 on MF Adap-τ, ~5x slower per epoch on a CPU; or all, the full
-#      softmax, as accurate and ~1.6x faster than per-row on ML-1M; docs/results.md)
-#      LR_DECAY (e.g. 0.5: halve lr after 10 epochs without gain; default constant, as published)
+  [ -n "${NEGATIVES:-}" ] && extra+=(--negatives "$NEGATIVES")
+  [ -n "${LR_DECAY:-}" ] && extra+=(--lr-decay "$LR_DECAY")
   if [ -f "$dir/checkpoint-last.pt" ]; then
     adaptau train --resume "$dir" --threads "$THREADS" --quiet > /dev/null
   else
