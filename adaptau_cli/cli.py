@@ -312,7 +312,9 @@ def train_cmd(
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (default 100).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Pairs per batch (default 2048).")] = None,
     num_negatives: Annotated[Optional[int], typer.Option(
-        "--num-negatives", help="M negatives per positive (per-row) or per batch (shared); default 1024.")] = None,
+        "--num-negatives",
+        help="M negatives per positive (per-row) or per batch (shared); with all, only the L2 weight M/m; "
+             "default 1024.")] = None,
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives",
         help="per-row (faithful) | shared (fast, default) | in-batch (LightGCN setup) | all (full softmax).")] = None,
@@ -382,7 +384,8 @@ def train_cmd(
     data_cfg = _dataset_settings(config, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
                                  min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home)
     overrides = dict(model=model, epochs=epochs, batch_size=batch_size, num_negatives=num_negatives,
-                     negatives=negatives, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience, l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
+                     negatives=negatives, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience,
+                     l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
                      tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs, tau_baseline=tau_baseline,
                      tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,
                      positive_in_denominator=positive_in_denominator, eval_every=eval_every, monitor=monitor,

@@ -10,7 +10,7 @@ with w = 1/τ. ``w_u`` is a per-row vector (Adap-τ's 1/τ_u) or a scalar, and
 The published code leaves the positive out of the denominator; the paper's
 formula keeps it in; ``positive_in_denominator`` selects.
 
-Negatives (why three):
+Negatives (why four):
 * ``per-row``: M uniform items per positive, with replacement, no filtering of
   the user's positives — the faithful MF setup. Scores are either gathered
   from one dense (B×m) product (when the catalogue is small next to M, a GEMM
@@ -24,8 +24,8 @@ Negatives (why three):
 * ``all``: every item of the catalogue, once — the full softmax, the limit the
   uniform samplers estimate, with no sampling noise. Affordable when the
   catalogue is small (ML-1M: 3,043 items, one (B×d)(d×m) product per step, about
-  half a per-row step's cost) and measured better than both samplers there
-  (docs/results.md). Its L2 term weights each item by M/m, the expected count
+  half a per-row step's cost); on ML-1M as accurate as per-row sampling and
+  better than shared (docs/results.md). Its L2 term weights each item by M/m, the expected count
   of M uniform draws, so ``l2`` means what it means for the samplers.
 
 L2 (the published setup): ``l2·(‖e_u‖² + ‖e_i‖² + ‖e_negs‖²)/(2B)`` on the raw
