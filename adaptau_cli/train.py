@@ -663,6 +663,15 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, devic
                        positive_in_denominator=bool(cfg.positive_in_denominator), history=frame, report=report)
 
 
+def _negatives_text(cfg: dict[str, Any], n_items: int) -> str:
+    """How the run drew its negatives, for the report (``all`` has no M of its own)."""
+    if cfg["negatives"] == "all":
+        return f"all (every one of the {n_items} items; L2 weighted as M = {cfg['num_negatives']} draws)"
+    if cfg["negatives"] == "in-batch":
+        return "in-batch (the batch's other positives)"
+    return f"{cfg['negatives']} (M = {cfg['num_negatives']})"
+
+
 def render_report_md(report: dict[str, Any]) -> str:
     """The human summary of a run (report.md)."""
     cfg = report["train_config"]
@@ -670,7 +679,7 @@ def render_report_md(report: dict[str, Any]) -> str:
              f"- dataset: {report['dataset']['name']} ({report['dataset']['n_users']} users, "
              f"{report['dataset']['n_items']} items, fingerprint {report['dataset']['fingerprint']})",
              f"- model: {cfg['model']} dim {cfg['dim']}, norm {cfg['norm']}, loss {cfg['loss']}, "
-             f"negatives {cfg['negatives']} (M = {cfg['num_negatives']}), tau mode {cfg['tau_mode']}",
+             f"negatives {_negatives_text(cfg, report['dataset']['n_items'])}, tau mode {cfg['tau_mode']}",
              f"- positive in the softmax denominator: {'yes' if report['positive_in_denominator'] else 'no'}; "
              f"tau_u on the positive logit: {'yes' if report['tau_user_positive'] else 'no'}",
              f"- epoch selection: {report['selection']} on {report['monitor']}; best epoch "

@@ -87,6 +87,8 @@ def test_resume_equals_uninterrupted(sample, tmp_path, kw):
     full = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "full")
     train(quick(epochs=2, **kw), data_cfg, ds, tmp_path / "part")
     resumed = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "part", resume=True)
+    if kw.get("negatives") == "all":      # the report says what "all" means, not a meaningless M
+        assert f"negatives all (every one of the {ds.n_items} items" in (tmp_path / "part" / "report.md").read_text()
     pd.testing.assert_frame_equal(_frame(tmp_path / "full"), _frame(tmp_path / "part"))
     assert resumed.best_epoch == full.best_epoch and resumed.test_metrics == full.test_metrics
     a = torch.load(tmp_path / "full" / "checkpoint-last.pt", weights_only=False)
