@@ -348,17 +348,19 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
     pos = (u * p).sum(1)
     mask = None
     tau1 = None
-    sampled = negatives in ("shared", "all")   # one (M, d) block of negatives for the whole batch
-    if sampled:
-        block = item_table if negatives == "all" else item_table.index_select(0, neg_items)
+    block = None                  # shared and all: one block of negative rows for the whole batch
+    if negatives == "all":
+        block = item_table
+    elif negatives == "shared":
+        block = item_table.index_select(0, neg_items)
     use_fused = fused and loss == "softmax" and negatives != "per-row"
     if use_fused:
-        n = maybe_normalize(block, ni) if sampled else p
+        n = maybe_normalize(block, ni) if block is not None else p
         rows, rows1 = fused_matrix_softmax(u, n, pos, w_neg, w_pos, positive_in_denominator,
                                            mask_diag=negatives == "in-batch", bounded=nu and ni,
                                            want_tau1=track_tau1)
         tau1 = rows1 if track_tau1 else None
-    elif sampled:
+    elif block is not None:
         neg = u @ maybe_normalize(block, ni).t()
     elif negatives == "per-row":
         items = maybe_normalize(item_table, ni)
