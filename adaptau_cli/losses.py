@@ -25,8 +25,9 @@ Negatives (why four):
   uniform samplers estimate, with no sampling noise. Affordable when the
   catalogue is small (ML-1M: 3,043 items, one (B×d)(d×m) product per step, about
   half a per-row step's cost); on ML-1M as accurate as per-row sampling and
-  better than shared (docs/results.md). Its L2 term weights each item by M/m, the expected count
-  of M uniform draws, so ``l2`` means what it means for the samplers.
+  better than shared (docs/results.md). Its L2 term weights each item by M/m,
+  the expected count of M uniform draws, so ``l2`` means what it means for the
+  samplers.
 
 L2 (the published setup): ``l2·(‖e_u‖² + ‖e_i‖² + ‖e_negs‖²)/(2B)`` on the raw
 (unnormalized, layer-0) rows. Per-row counts every one of the B·M negative
