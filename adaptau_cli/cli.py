@@ -506,13 +506,14 @@ BatchUsersOpt = Annotated[Optional[int], typer.Option(
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (default) | cpu | cuda.")]
 
 
-def _eval_settings(config, split=None, k=None, groups=None, grouping=None, batch_users=None, device=None):
+def _eval_settings(config, split=None, k=None, groups=None, grouping=None, batch_users=None, device=None,
+                   score=None):
     """EvaluateConfig: defaults < the [evaluate] section of --config (or its top level) < flags."""
     from adaptau_cli import config as cfgmod
     from adaptau_cli.evaluate import check_config
 
     overrides = dict(split=split, ks=_parse_ks(k) if k is not None else None, groups=groups, grouping=grouping,
-                     batch_users=batch_users, device=device)
+                     batch_users=batch_users, device=device, score=score)
     if config is not None:
         data = cfgmod.read_toml(config)
         if "evaluate" not in data and any(isinstance(v, dict) for v in data.values()):
@@ -539,6 +540,9 @@ def evaluate_cmd(
     k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, comma-separated (default 10,20,50).")] = None,
     groups: GroupsOpt = None, grouping: GroupingOpt = None, batch_users: BatchUsersOpt = None,
     device: DeviceOpt = None,
+    score: Annotated[Optional[str], typer.Option(
+        "--score", help="model (default: rank as trained, cosine if normalized) | raw (the un-normalized "
+                        "inner product: puts the item magnitudes back into a normalized model's score).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Also write the table to report.md, report.csv or report.json.")] = None,
     quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
@@ -548,7 +552,7 @@ def evaluate_cmd(
     from adaptau_cli.reports import evaluation_payload, render_evaluation, write_evaluation_report
     from adaptau_cli.ui import emit, info
 
-    cfg = _eval_settings(config, split, k, groups, grouping, batch_users, device)
+    cfg = _eval_settings(config, split, k, groups, grouping, batch_users, device, score)
     evals = evaluate_runs(runs, cfg, progress=lambda label: info(f"evaluated {label}", quiet))
     if out is not None:
         write_evaluation_report(evals, out)

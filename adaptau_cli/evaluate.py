@@ -50,6 +50,7 @@ from adaptau_cli.groups import GROUPINGS, group_summary, head_mask, popularity_g
 
 METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
 BIAS_METRICS = ("arp", "aplt", "coverage", "gini")
+SCORES = ("model", "raw")  # rank as the model was trained, or by the raw inner product
 DEFAULT_MAX_BLOCK_BYTES = 256 * 2**20
 CACHE_SCORES = 2**20
 
@@ -391,6 +392,8 @@ def check_config(cfg: EvaluateConfig) -> EvaluateConfig:
         raise UserError(f"--batch-users must be >= 1, got {cfg.batch_users}")
     if not 0.0 < cfg.head_share < 1.0:
         raise UserError(f"head share must be between 0 and 1, got {cfg.head_share}")
+    if cfg.score not in SCORES:
+        raise UserError(f"unknown score {cfg.score!r} (expected one of {', '.join(SCORES)})")
     return cfg
 
 
@@ -486,10 +489,19 @@ def evaluate_run(run_or_checkpoint, cfg: EvaluateConfig | None = None, dataset=N
     elif dataset.fingerprint != run.dataset_fingerprint:
         raise UserError(f"{run_label(run)}: the model was trained on dataset {run.dataset_fingerprint}, "
                         f"not on {dataset.name} ({dataset.fingerprint})")
-    user_emb, item_emb = run.scoring_embeddings(dataset)
     info = run_info(run)
+    notes = []
     if cfg.split == "test" and info["selection"].startswith("test"):
-        info["note"] = "epoch selected on the test split (published protocol): test numbers are optimistic"
+        notes.append("epoch selected on the test split (published protocol): test numbers are optimistic")
+    if cfg.score == "raw":
+        user_emb, item_emb = run.raw_embeddings(dataset)
+        if run.train_config.norm != "none":
+            notes.append("ranked by the raw inner product, not the normalized score the model was trained with")
+    else:
+        user_emb, item_emb = run.scoring_embeddings(dataset)
+    info["score"] = cfg.score
+    if notes:
+        info["note"] = "; ".join(notes)
     return evaluate_dataset(dataset, user_emb, item_emb, cfg, label=label or run_label(run), info=info)
 
 

@@ -49,17 +49,28 @@ class LoadedRun:
                             f"(fingerprint {dataset.fingerprint})",
                             hint="use the dataset options the run was trained with (see its config.toml)")
 
-    def _embeddings(self, dataset: PreparedDataset):
+    def _embeddings(self, dataset: PreparedDataset, norm: str | None = None):
+        """(users, items, raw items) normalized per ``norm`` (default: as trained), cached per ``norm``."""
         self.check_dataset(dataset)
-        if "emb" not in self._cache:
+        norm = self.train_config.norm if norm is None else norm
+        if norm not in self._cache:
             if getattr(self.model, "graph", "absent") is None:  # LightGCN: rebuild the training graph
                 self.model.set_graph(dataset.train.users, dataset.train.items)
-            self._cache["emb"] = model_embeddings(self.model, self.train_config.norm)
-        return self._cache["emb"]
+            self._cache[norm] = model_embeddings(self.model, norm)
+        return self._cache[norm]
 
     def scoring_embeddings(self, dataset: PreparedDataset) -> tuple[torch.Tensor, torch.Tensor]:
         """(users, items) as the model scores them (normalized per ``norm``): ranking = inner product."""
         u, i, _ = self._embeddings(dataset)
+        return u, i
+
+    def raw_embeddings(self, dataset: PreparedDataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(users, items) before any normalization: ranking = the raw inner product.
+
+        For a cosine-trained model this ranks by ‖e_i‖ cos(e_u, e_i) (‖e_u‖ does not
+        change a user's ranking), i.e. it lets the item magnitudes back into the score.
+        """
+        u, i, _ = self._embeddings(dataset, "none")
         return u, i
 
     def raw_item_norms(self, dataset: PreparedDataset) -> np.ndarray:

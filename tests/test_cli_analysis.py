@@ -101,8 +101,52 @@ def test_evaluate_reads_an_evaluate_section_of_a_config_file(runs, tmp_path):
     assert json.loads(out)["runs"][0]["ks"] == [3]
 
 
+def _reference_recall(user_emb: torch.Tensor, item_emb: torch.Tensor, dataset, k: int) -> float:
+    """Slow, obvious recall@k on test: one user at a time, train and valid items masked, stable sort."""
+    def by_user(*names):
+        out: dict[int, set[int]] = {}
+        for name in names:
+            part = dataset.split(name)
+            for u, i in zip(part.users.tolist(), part.items.tolist()):
+                out.setdefault(u, set()).add(i)
+        return out
+
+    train, test = by_user("train", "valid"), by_user("test")
+    values = []
+    for u, relevant in test.items():
+        scores = (item_emb.double() @ user_emb[u].double()).tolist()
+        ranked = sorted((i for i in range(len(scores)) if i not in train.get(u, ())), key=lambda i: -scores[i])
+        values.append(len(relevant & set(ranked[:k])) / len(relevant))
+    return sum(values) / len(values)
+
+
+def test_evaluate_score_raw_ranks_by_the_unnormalized_inner_product(runs):
+    from adaptau_cli.runs import load_run, open_run_dataset
+
+    run = load_run(runs["adaptau"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADAPTAU_HOME", str(runs["adaptau"].parent / "home"))
+        dataset = open_run_dataset(run)
+    raw_u, raw_i = run.raw_embeddings(dataset)
+    cos_u, cos_i = run.scoring_embeddings(dataset)
+    assert not torch.allclose(raw_i.norm(dim=1), torch.ones(dataset.n_items))   # really un-normalized
+    torch.testing.assert_close(torch.nn.functional.normalize(raw_i, dim=1), cos_i)
+    results = {}
+    for score in ("model", "raw"):
+        code, out, err = run_cli(["evaluate", str(runs["adaptau"]), "--score", score, "--k", "20", "--json", "-q"])
+        assert code == 0, err
+        results[score] = json.loads(out)["runs"][0]
+    assert results["raw"]["metrics"]["recall@20"] == pytest.approx(_reference_recall(raw_u, raw_i, dataset, 20))
+    assert results["model"]["metrics"]["recall@20"] == pytest.approx(_reference_recall(cos_u, cos_i, dataset, 20))
+    assert results["raw"]["metrics"] != results["model"]["metrics"]   # a different ranking, not a relabel
+    assert results["raw"]["info"]["score"] == "raw" and "raw inner product" in results["raw"]["info"]["note"]
+    assert results["model"]["info"]["score"] == "model" and "raw inner product" not in \
+        results["model"]["info"].get("note", "")
+
+
 @pytest.mark.parametrize("args,message", [
     (["evaluate", "no/such/run"], "run not found"),
+    (["evaluate", "{run}", "--score", "cosine"], "unknown score"),
     (["evaluate", "{run}", "--split", "train"], "unknown split"),
     (["evaluate", "{run}", "--k", "ten"], "--k expects"),
     (["evaluate", "{run}", "--grouping", "median"], "unknown grouping"),
