@@ -681,7 +681,10 @@ def quickstart_cmd(
     threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")] = None,
     quiet: QuietOpt = False, as_json: JsonOpt = False,
 ) -> None:
-    """The whole story on the built-in sample: preprocess, estimate-tau, train no-norm and Adap-τ MF, evaluate, plot."""
+    """The whole story on the built-in sample.
+
+    Preprocess, estimate-tau, train no-norm and Adap-τ MF, evaluate, plot.
+    """
     from adaptau_cli.quickstart import run_quickstart
     from adaptau_cli.ui import emit, err_console
 

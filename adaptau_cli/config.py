@@ -230,7 +230,7 @@ class TrainConfig:
     seed: int = 2023
     device: str = "auto"                # auto|cpu|cuda
     threads: int | None = None
-    time_limit: float = 0.0             # minutes per invocation; stop cleanly after the epoch that crosses it (0 = none)
+    time_limit: float = 0.0             # minutes per invocation, 0 = none; stops after the epoch that crosses it
 
 
 @dataclasses.dataclass

@@ -243,7 +243,10 @@ def fused_matrix_softmax(u: torch.Tensor, n: torch.Tensor, pos: torch.Tensor, w_
     ``bounded``: the scores are cosines (|S| <= 1), so the τ = 1 rows need no max shift.
     """
     B, M = u.shape[0], n.shape[0]
-    w = w_neg.to(u.dtype) if isinstance(w_neg, torch.Tensor) else torch.full((B,), float(w_neg), dtype=u.dtype, device=u.device)
+    if isinstance(w_neg, torch.Tensor):
+        w = w_neg.to(u.dtype)
+    else:
+        w = torch.full((B,), float(w_neg), dtype=u.dtype, device=u.device)
     w = w.detach().expand(B).contiguous()
     lp = pos * (w_pos.to(pos.dtype) if isinstance(w_pos, torch.Tensor) else w_pos)
     chunk = max(1, FUSED_CHUNK_ELEMENTS // max(1, M))

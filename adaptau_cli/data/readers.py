@@ -584,7 +584,10 @@ def _ids(col: pa.ChunkedArray, what: str, where: Callable[[int], str]) -> np.nda
         raise DataError(f"{where(row)}: missing {what}")
     t = col.type
     if pa.types.is_integer(t):
-        values = col.to_numpy().astype(np.int64, copy=False) if not pa.types.is_uint64(t) else _uint64_ids(col, what, where)
+        if pa.types.is_uint64(t):
+            values = _uint64_ids(col, what, where)
+        else:
+            values = col.to_numpy().astype(np.int64, copy=False)
         return _non_negative(values, what, where)
     if pa.types.is_floating(t):
         values = col.to_numpy()
@@ -692,7 +695,8 @@ def _rescan_delimited(path: Path, sep: str, quote, n_fields: int, has_header: bo
     """Find the first record with a wrong field count or an unreadable rating."""
     rating_at = names.index(chosen["rating"]) if chosen.get("rating") else None
     with open(path, encoding="utf-8", errors="strict", newline="") as fh:
-        reader = csv.reader(fh, delimiter=sep, quotechar=quote or '"', quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
+        reader = csv.reader(fh, delimiter=sep, quotechar=quote or '"',
+                            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
         try:
             for record in reader:
                 lineno = reader.line_num
@@ -717,7 +721,8 @@ def _rescan_delimited(path: Path, sep: str, quote, n_fields: int, has_header: bo
 def _line_of_record(path: Path, sep: str, quote, row: int, has_header: bool) -> int:
     """The 1-based line number of data record ``row`` (0-based, empty lines skipped)."""
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, delimiter=sep, quotechar=quote or '"', quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
+        reader = csv.reader(fh, delimiter=sep, quotechar=quote or '"',
+                            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)
         seen = -1
         for record in reader:
             if has_header and reader.line_num == 1:

@@ -104,7 +104,8 @@ def resolve_split(method: str, given_split: bool, has_valid_file: bool, valid_ra
     """``auto`` means keep a given split, else random per user; reject contradictions."""
     method = (method or "auto").lower()
     if method not in SPLIT_METHODS:
-        raise UserError(f"unknown split {method!r}", hint=f"use one of {', '.join(SPLIT_METHODS)} or ratios like 0.8,0.1,0.1")
+        raise UserError(f"unknown split {method!r}",
+                        hint=f"use one of {', '.join(SPLIT_METHODS)} or ratios like 0.8,0.1,0.1")
     if method == "auto":
         method = "given" if given_split else "random"
     if not (0.0 <= valid_ratio < 1.0):
