@@ -542,7 +542,8 @@ def evaluate_cmd(
     device: DeviceOpt = None,
     score: Annotated[Optional[str], typer.Option(
         "--score", help="model (default: rank as trained, cosine if normalized) | raw (the un-normalized "
-                        "inner product: puts the item magnitudes back into a normalized model's score).")] = None,
+                        "inner product: puts the item magnitudes back into a normalized model's score) | "
+                        "raw^A (rank by ‖e_i‖^A·cos: A = 0 cosine, 1 raw).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Also write the table to report.md, report.csv or report.json.")] = None,
     quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,

@@ -243,4 +243,4 @@ class EvaluateConfig:
     max_block_mb: float = 256.0         # one block of scores never exceeds this (bounded memory)
     head_share: float = 0.2             # head = most popular items holding this share of interactions
     device: str = "auto"
-    score: str = "model"                # model: as trained (cosine if normalized) | raw: un-normalized inner product
+    score: str = "model"                # model: as trained | raw: un-normalized inner product | raw^A: ‖e_i‖^A·cos

@@ -36,6 +36,7 @@ exposure (how unequally the top-K slots are spread over all items; 0 = even,
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,7 +51,7 @@ from adaptau_cli.groups import GROUPINGS, group_summary, head_mask, popularity_g
 
 METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
 BIAS_METRICS = ("arp", "aplt", "coverage", "gini")
-SCORES = ("model", "raw")  # rank as the model was trained, or by the raw inner product
+SCORES = ("model", "raw", "raw^A")  # as trained | raw inner product | ‖e_i‖^A · cos(e_u, e_i)
 DEFAULT_MAX_BLOCK_BYTES = 256 * 2**20
 CACHE_SCORES = 2**20
 
@@ -378,6 +379,29 @@ def split_masks(dataset, split: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     return heldout, exclude
 
 
+def item_norm_power(score: str) -> float | None:
+    """The power A of ‖e_i‖ in the ranking score: None for ``model``, 1 for ``raw``, A for ``raw^A``.
+
+    Ranking a user's items by ‖e_i‖^A · cos(e_u, e_i) interpolates between the
+    cosine a normalized model was trained with (A = 0) and its raw inner product
+    (A = 1; ‖e_u‖ does not change a user's ranking): how much of the item
+    magnitudes, which the loss never saw, to let back into the score.
+    """
+    if score == "model":
+        return None
+    if score == "raw":
+        return 1.0
+    head, sep, tail = score.partition("^")
+    try:
+        power = float(tail) if head == "raw" and sep else math.nan
+    except ValueError:
+        power = math.nan
+    if not (math.isfinite(power) and power >= 0):
+        raise UserError(f"unknown score {score!r} (expected model, raw, or raw^A with a number A >= 0, "
+                        "e.g. raw^0.25)")
+    return power
+
+
 def check_config(cfg: EvaluateConfig) -> EvaluateConfig:
     """Reject settings that would give nonsense with one readable line."""
     if cfg.split not in ("valid", "test"):
@@ -392,8 +416,7 @@ def check_config(cfg: EvaluateConfig) -> EvaluateConfig:
         raise UserError(f"--batch-users must be >= 1, got {cfg.batch_users}")
     if not 0.0 < cfg.head_share < 1.0:
         raise UserError(f"head share must be between 0 and 1, got {cfg.head_share}")
-    if cfg.score not in SCORES:
-        raise UserError(f"unknown score {cfg.score!r} (expected one of {', '.join(SCORES)})")
+    item_norm_power(cfg.score)
     return cfg
 
 
@@ -493,12 +516,16 @@ def evaluate_run(run_or_checkpoint, cfg: EvaluateConfig | None = None, dataset=N
     notes = []
     if cfg.split == "test" and info["selection"].startswith("test"):
         notes.append("epoch selected on the test split (published protocol): test numbers are optimistic")
-    if cfg.score == "raw":
+    power = item_norm_power(cfg.score)
+    if power is None:
+        user_emb, item_emb = run.scoring_embeddings(dataset)
+    elif power == 1.0:
         user_emb, item_emb = run.raw_embeddings(dataset)
         if run.train_config.norm != "none":
             notes.append("ranked by the raw inner product, not the normalized score the model was trained with")
     else:
-        user_emb, item_emb = run.scoring_embeddings(dataset)
+        user_emb, item_emb = run.norm_power_embeddings(dataset, power)
+        notes.append(f"ranked by ‖e_i‖^{power:g} · cos(e_u, e_i), not the score the model was trained with")
     info["score"] = cfg.score
     if notes:
         info["note"] = "; ".join(notes)

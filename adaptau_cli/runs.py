@@ -73,6 +73,17 @@ class LoadedRun:
         u, i, _ = self._embeddings(dataset, "none")
         return u, i
 
+    def norm_power_embeddings(self, dataset: PreparedDataset, power: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unit users, unit items × ‖e_i‖^power): ranking = ‖e_i‖^power · cos(e_u, e_i).
+
+        ``power`` 0 is the cosine, 1 ranks as ``raw_embeddings`` does; in between, a
+        partial popularity prior for a cosine-trained model whose norms follow popularity.
+        """
+        u, i = self.raw_embeddings(dataset)
+        norms = i.norm(dim=1, keepdim=True)
+        unit = i / norms.clamp(min=1e-12)
+        return torch.nn.functional.normalize(u, dim=1), unit * norms.pow(power)
+
     def raw_item_norms(self, dataset: PreparedDataset) -> np.ndarray:
         """‖e_i‖ of the item embeddings before normalization (LightGCN: after propagation)."""
         _, _, raw = self._embeddings(dataset)

@@ -144,9 +144,38 @@ def test_evaluate_score_raw_ranks_by_the_unnormalized_inner_product(runs):
         results["model"]["info"].get("note", "")
 
 
+def test_evaluate_score_raw_power_ranks_by_a_power_of_the_item_norm_times_the_cosine(runs):
+    from adaptau_cli.runs import load_run, open_run_dataset
+
+    run = load_run(runs["adaptau"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADAPTAU_HOME", str(runs["adaptau"].parent / "home"))
+        dataset = open_run_dataset(run)
+    raw_u, raw_i = run.raw_embeddings(dataset)
+
+    def reference(power: float) -> float:   # score(u, i) = ‖e_i‖^A · cos(e_u, e_i), written out
+        n_u, n_i = raw_u.double().norm(dim=1), raw_i.double().norm(dim=1)
+        cos = (raw_u.double() @ raw_i.double().T) / n_u[:, None] / n_i[None, :]
+        return _reference_recall(torch.eye(len(raw_u), dtype=torch.float64), (cos * n_i[None, :] ** power).T,
+                                 dataset, 20)
+
+    results = {}
+    for score in ("model", "raw", "raw^0", "raw^0.5", "raw^1"):
+        code, out, err = run_cli(["evaluate", str(runs["adaptau"]), "--score", score, "--k", "20", "--json", "-q"])
+        assert code == 0, err
+        results[score] = json.loads(out)["runs"][0]
+    assert results["raw^0.5"]["metrics"]["recall@20"] == pytest.approx(reference(0.5))
+    assert results["raw^0.5"]["metrics"] not in (results["model"]["metrics"], results["raw"]["metrics"])
+    assert results["raw^0"]["metrics"] == pytest.approx(results["model"]["metrics"])    # A = 0: the cosine
+    assert results["raw^1"]["metrics"] == pytest.approx(results["raw"]["metrics"])      # A = 1: the raw product
+    assert "‖e_i‖^0.5" in results["raw^0.5"]["info"]["note"] and results["raw^0.5"]["info"]["score"] == "raw^0.5"
+
+
 @pytest.mark.parametrize("args,message", [
     (["evaluate", "no/such/run"], "run not found"),
     (["evaluate", "{run}", "--score", "cosine"], "unknown score"),
+    (["evaluate", "{run}", "--score", "raw^-1"], "unknown score"),
+    (["evaluate", "{run}", "--score", "raw^half"], "unknown score"),
     (["evaluate", "{run}", "--split", "train"], "unknown split"),
     (["evaluate", "{run}", "--k", "ten"], "--k expects"),
     (["evaluate", "{run}", "--grouping", "median"], "unknown grouping"),
