@@ -51,7 +51,6 @@ from adaptau_cli.groups import GROUPINGS, group_summary, head_mask, popularity_g
 
 METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
 BIAS_METRICS = ("arp", "aplt", "coverage", "gini")
-SCORES = ("model", "raw", "raw^A")  # as trained | raw inner product | ‖e_i‖^A · cos(e_u, e_i)
 DEFAULT_MAX_BLOCK_BYTES = 256 * 2**20
 CACHE_SCORES = 2**20
 
