@@ -120,13 +120,18 @@ def _reference_recall(user_emb: torch.Tensor, item_emb: torch.Tensor, dataset, k
     return sum(values) / len(values)
 
 
-def test_evaluate_score_raw_ranks_by_the_unnormalized_inner_product(runs):
+def _run_and_dataset(run_dir: Path):
+    """The loaded run and its dataset, reopened from the run's own settings in the fixture's store."""
     from adaptau_cli.runs import load_run, open_run_dataset
 
-    run = load_run(runs["adaptau"])
+    run = load_run(run_dir)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ADAPTAU_HOME", str(runs["adaptau"].parent / "home"))
-        dataset = open_run_dataset(run)
+        mp.setenv("ADAPTAU_HOME", str(run_dir.parent / "home"))
+        return run, open_run_dataset(run)
+
+
+def test_evaluate_score_raw_ranks_by_the_unnormalized_inner_product(runs):
+    run, dataset = _run_and_dataset(runs["adaptau"])
     raw_u, raw_i = run.raw_embeddings(dataset)
     cos_u, cos_i = run.scoring_embeddings(dataset)
     assert not torch.allclose(raw_i.norm(dim=1), torch.ones(dataset.n_items))   # really un-normalized
@@ -145,12 +150,7 @@ def test_evaluate_score_raw_ranks_by_the_unnormalized_inner_product(runs):
 
 
 def test_evaluate_score_raw_power_ranks_by_a_power_of_the_item_norm_times_the_cosine(runs):
-    from adaptau_cli.runs import load_run, open_run_dataset
-
-    run = load_run(runs["adaptau"])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ADAPTAU_HOME", str(runs["adaptau"].parent / "home"))
-        dataset = open_run_dataset(run)
+    run, dataset = _run_and_dataset(runs["adaptau"])
     raw_u, raw_i = run.raw_embeddings(dataset)
 
     def reference(power: float) -> float:   # score(u, i) = ‖e_i‖^A · cos(e_u, e_i), written out
