@@ -112,6 +112,9 @@ UserColOpt = Annotated[Optional[str], typer.Option("--user-col", help="User colu
 ItemColOpt = Annotated[Optional[str], typer.Option("--item-col", help="Item column (CSV/TSV/parquet).")]
 RatingColOpt = Annotated[Optional[str], typer.Option("--rating-col", help="Rating column, if any.")]
 TimeColOpt = Annotated[Optional[str], typer.Option("--time-col", help="Timestamp column, if any.")]
+TimeFormatOpt = Annotated[Optional[str], typer.Option(
+    "--time-format", help="strftime format of date-string timestamps, e.g. '%d/%m/%Y %H:%M:%S' "
+                          "(default: numbers or ISO dates; day/month order read off the values).")]
 SepOpt = Annotated[Optional[str], typer.Option("--sep", help="Field separator (default: detected).")]
 MinRatingOpt = Annotated[Optional[float], typer.Option(
     "--min-rating", help="Explicit -> implicit: keep interactions with rating >= this.")]
@@ -134,7 +137,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress outpu
 
 
 def preprocess_overrides(dataset, source, format, user_col, item_col, rating_col, time_col, sep,
-                         min_rating, user_core, item_core, split, valid_ratio, seed, mirror, home) -> dict:
+                         min_rating, user_core, item_core, split, valid_ratio, seed, mirror, home,
+                         time_format=None) -> dict:
     """The dataset flags as PreprocessConfig overrides (None = not given)."""
     ratios = None
     if split is not None and ":" in split:          # e.g. temporal-user:0.8,0.1,0.1
@@ -143,7 +147,7 @@ def preprocess_overrides(dataset, source, format, user_col, item_col, rating_col
         ratios, split = split, "random"
     return dict(dataset=dataset, source=str(source) if source else None, format=format,
                 user_col=user_col, item_col=item_col, rating_col=rating_col, time_col=time_col,
-                sep=sep, min_rating=min_rating, user_core=user_core, item_core=item_core,
+                time_format=time_format, sep=sep, min_rating=min_rating, user_core=user_core, item_core=item_core,
                 split=split, ratios=ratios, valid_ratio=valid_ratio, seed=seed,
                 mirror=str(mirror) if mirror else None, home=str(home) if home else None)
 
@@ -164,6 +168,7 @@ def preprocess_cmd(
     item_col: ItemColOpt = None,
     rating_col: RatingColOpt = None,
     time_col: TimeColOpt = None,
+    time_format: TimeFormatOpt = None,
     sep: SepOpt = None,
     min_rating: MinRatingOpt = None,
     user_core: UserCoreOpt = None,
@@ -189,7 +194,7 @@ def preprocess_cmd(
         return
     cfg = build(PreprocessConfig, config, "dataset", preprocess_overrides(
         dataset, source, format, user_col, item_col, rating_col, time_col, sep, min_rating, user_core,
-        item_core, split, valid_ratio, seed, mirror, home))
+        item_core, split, valid_ratio, seed, mirror, home, time_format))
     result = prepare(cfg, force=force, quiet=quiet)
     emit(_preprocess_payload(result), as_json, None if quiet else _render_preprocess)
 
@@ -277,11 +282,13 @@ def _section_settings(cls, config_file, section: str, overrides: dict):
 
 
 def _dataset_settings(config_file, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
-                      min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home):
+                      min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home,
+                      time_format=None):
     from adaptau_cli.config import PreprocessConfig
 
     overrides = preprocess_overrides(dataset, source, format, user_col, item_col, rating_col, time_col, sep,
-                                     min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home)
+                                     min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home,
+                                     time_format)
     data_cfg = _section_settings(PreprocessConfig, config_file, "dataset", overrides)
     # a dataset named on the command line replaces the one of the file
     if dataset and not source:
@@ -304,7 +311,8 @@ def _default_run_dir(data_cfg, train_cfg) -> Path:
 @app.command("train")
 def train_cmd(
     dataset: DatasetArg = None, source: SourceOpt = None, format: FormatOpt = None, user_col: UserColOpt = None,
-    item_col: ItemColOpt = None, rating_col: RatingColOpt = None, time_col: TimeColOpt = None, sep: SepOpt = None,
+    item_col: ItemColOpt = None, rating_col: RatingColOpt = None, time_col: TimeColOpt = None,
+    time_format: TimeFormatOpt = None, sep: SepOpt = None,
     min_rating: MinRatingOpt = None, user_core: UserCoreOpt = None, item_core: ItemCoreOpt = None,
     split: SplitOpt = None, valid_ratio: ValidRatioOpt = None, split_seed: SplitSeedOpt = None,
     mirror: MirrorOpt = None, home: HomeOpt = None,
@@ -382,7 +390,8 @@ def train_cmd(
                 raise UserError(f"nothing to resume: {Path(resume) / 'config.toml'} not found")
             config = Path(resume) / "config.toml"
     data_cfg = _dataset_settings(config, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
-                                 min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home)
+                                 min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home,
+                                 time_format)
     overrides = dict(model=model, epochs=epochs, batch_size=batch_size, num_negatives=num_negatives,
                      negatives=negatives, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience,
                      l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
@@ -423,7 +432,8 @@ def train_cmd(
 @app.command("estimate-tau")
 def estimate_tau_cmd(
     dataset: DatasetArg = None, source: SourceOpt = None, format: FormatOpt = None, user_col: UserColOpt = None,
-    item_col: ItemColOpt = None, rating_col: RatingColOpt = None, time_col: TimeColOpt = None, sep: SepOpt = None,
+    item_col: ItemColOpt = None, rating_col: RatingColOpt = None, time_col: TimeColOpt = None,
+    time_format: TimeFormatOpt = None, sep: SepOpt = None,
     min_rating: MinRatingOpt = None, user_core: UserCoreOpt = None, item_core: ItemCoreOpt = None,
     split: SplitOpt = None, valid_ratio: ValidRatioOpt = None, split_seed: SplitSeedOpt = None,
     mirror: MirrorOpt = None, home: HomeOpt = None,
@@ -449,7 +459,7 @@ def estimate_tau_cmd(
     else:
         data_cfg = _dataset_settings(config, dataset, source, format, user_col, item_col, rating_col, time_col,
                                      sep, min_rating, user_core, item_core, split, valid_ratio, split_seed,
-                                     mirror, home)
+                                     mirror, home, time_format)
         ds = prepare_dataset(data_cfg, quiet=quiet)
         base = run.train_config if run is not None else None
         train_cfg = base or _section_settings(TrainConfig, config, "train", {})

@@ -144,6 +144,7 @@ class PreprocessConfig:
     item_col: str | None = None
     rating_col: str | None = None
     time_col: str | None = None
+    time_format: str | None = None      # strftime format of date-string timestamps, e.g. %d/%m/%Y %H:%M
     sep: str | None = None
     min_rating: float | None = None     # explicit -> implicit: keep rating >= min_rating
     user_core: int = 0                  # iterative k-core, run to a fixed point

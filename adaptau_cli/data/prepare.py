@@ -62,8 +62,7 @@ def prepare(cfg: PreprocessConfig, force: bool = False, quiet: bool = True) -> P
     inp = _resolve_input(cfg, root, quiet)
     method = split.resolve_split(cfg.split, inp.given_split, inp.has_valid_file, float(cfg.valid_ratio))
     options = effective_options(cfg, inp.format, method, ratios)
-    key = store.store_key({"inputs": inp.fingerprints, "options": {k: v for k, v in options.items()
-                                                                    if k not in _LOCATION_OPTIONS}})
+    key = store.store_key(_key_payload(inp, options))
     final = store.datasets_dir(root) / store.folder_name(inp.name, key)
 
     if store.is_complete(final) and not force:
@@ -82,6 +81,26 @@ def prepare(cfg: PreprocessConfig, force: bool = False, quiet: bool = True) -> P
             tmp, result.splits, result.user_ids, result.item_ids, manifest), replace=force or final.exists())
     ds.path = final
     return PrepareResult(dataset=ds, path=final, reused=False, seconds=time.perf_counter() - start)
+
+
+def _key_payload(inp: _Input, options: dict) -> dict:
+    """What the store key hashes: the inputs and the options that say what the data is.
+
+    An option left at None is not hashed, so a new option does not move every
+    existing store folder. A user's own files are hashed with a reader mark:
+    before it, date-string timestamps were stored 1000x too small under
+    pandas 3, so such stores must not be reused (they are rebuilt once).
+    """
+    payload: dict[str, Any] = {"inputs": inp.fingerprints,
+                               "options": {k: v for k, v in options.items()
+                                           if k not in _LOCATION_OPTIONS and not (k in _NEW_OPTIONS and v is None)}}
+    if inp.kind == "path":
+        payload["reader"] = "timestamps-by-unit"
+    return payload
+
+
+# Options added after stores were first written: hashed only when set.
+_NEW_OPTIONS = ("time_format",)
 
 
 def _status(message: str, quiet: bool):
@@ -113,7 +132,8 @@ def _check_options(cfg: PreprocessConfig) -> None:
     if cfg.dataset:
         given = [flag for flag, value in (("--format", fmt != "auto"), ("--user-col", cfg.user_col),
                                           ("--item-col", cfg.item_col), ("--rating-col", cfg.rating_col),
-                                          ("--time-col", cfg.time_col), ("--sep", cfg.sep)) if value]
+                                          ("--time-col", cfg.time_col), ("--time-format", cfg.time_format),
+                                          ("--sep", cfg.sep)) if value]
         if given:
             raise UserError(f"{', '.join(given)} only apply to --source, not to the registry dataset {cfg.dataset!r}")
 
@@ -166,7 +186,7 @@ def _read(inp: _Input, cfg: PreprocessConfig) -> readers.RawData:
     if inp.kind == "synthetic":
         return synthetic.synthetic_raw(inp.name)
     columns = readers.Columns(user=cfg.user_col, item=cfg.item_col, rating=cfg.rating_col, time=cfg.time_col,
-                              sep=cfg.sep)
+                              sep=cfg.sep, time_format=cfg.time_format)
     return readers.read_files(inp.files, inp.format, columns)
 
 

@@ -100,6 +100,7 @@ class Columns:
     rating: str | None = None
     time: str | None = None
     sep: str | None = None
+    time_format: str | None = None   # strftime format of date-string timestamps (None: ISO or inferred)
 
 
 # ---------------------------------------------------------------------------
@@ -413,7 +414,7 @@ def read_csv(path: Path, columns: Columns | None = None, *, default_sep: str | N
     if has_header and len(set(names)) != len(names):
         raise DataError(f"{path}:1: duplicate column names in the header {names}")
     chosen = _choose_columns(path, names, columns, has_header)
-    return _read_named(path, sep, names, has_header, chosen, kind="csv")
+    return _read_named(path, sep, names, has_header, chosen, kind="csv", time_format=columns.time_format)
 
 
 def read_tsv(path: Path, columns: Columns | None = None) -> Table:
@@ -442,7 +443,7 @@ def read_recbole(path: Path, columns: Columns | None = None) -> Table:
     for role in ("rating", "time"):
         if chosen.get(role) and kinds[chosen[role]] != "float":
             raise DataError(f"{path}:1: the {role} field {chosen[role]!r} is {kinds[chosen[role]]}, not a float")
-    return _read_named(path, "\t", names, True, chosen, kind="recbole")
+    return _read_named(path, "\t", names, True, chosen, kind="recbole", time_format=columns.time_format)
 
 
 def read_parquet(path: Path, columns: Columns | None = None) -> Table:
@@ -460,7 +461,7 @@ def read_parquet(path: Path, columns: Columns | None = None) -> Table:
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: cannot read parquet columns {wanted} ({exc})") from None
     where = lambda row: f"{path}: row {row + 1}"  # noqa: E731
-    return _table_from_arrow(table, chosen, where, str(path))
+    return _table_from_arrow(table, chosen, where, str(path), columns.time_format)
 
 
 def _sniff_sep(head: str) -> str:
@@ -524,12 +525,13 @@ def _choose_columns(path: Path, names: list[str], columns: Columns, has_header: 
 
 
 def _read_named(path: Path, sep: str, names: list[str], has_header: bool, chosen: dict[str, str | None],
-                kind: str) -> Table:
+                kind: str, time_format: str | None = None) -> Table:
     wanted = {chosen["user"]: pa.string(), chosen["item"]: pa.string()}
     if chosen.get("rating"):
         wanted[chosen["rating"]] = pa.float64()
     if chosen.get("time"):
-        wanted[chosen["time"]] = None  # inferred: integers, floats or date strings
+        # inferred (integers, floats, ISO dates) unless a format is given: then parsed here, as text
+        wanted[chosen["time"]] = pa.string() if time_format else None
     quote = '"' if kind == "csv" else False
     try:
         table = pacsv.read_csv(
@@ -550,11 +552,11 @@ def _read_named(path: Path, sep: str, names: list[str], has_header: bool, chosen
     def where(row: int) -> str:
         return f"{path}:{_line_of_record(path, sep, quote, row, has_header)}"
 
-    return _table_from_arrow(table, chosen, where, str(path))
+    return _table_from_arrow(table, chosen, where, str(path), time_format)
 
 
 def _table_from_arrow(table: pa.Table, chosen: dict[str, str | None], where: Callable[[int], str],
-                      label: str) -> Table:
+                      label: str, time_format: str | None = None) -> Table:
     """Validate and convert arrow columns; ``where(row)`` names the place of a bad row."""
     user = _ids(table.column(chosen["user"]), "user id", where)
     item = _ids(table.column(chosen["item"]), "item id", where)
@@ -572,7 +574,7 @@ def _table_from_arrow(table: pa.Table, chosen: dict[str, str | None], where: Cal
                             hint="fix or drop that line; ratings must be finite numbers")
     timestamp = None
     if chosen.get("time"):
-        timestamp = _timestamps(table.column(chosen["time"]), where)
+        timestamp = _timestamps(table.column(chosen["time"]), where, time_format)
     return Table(user=user, item=item, rating=rating, timestamp=timestamp)
 
 
@@ -631,13 +633,20 @@ def _non_negative(values: np.ndarray, what: str, where: Callable[[int], str]) ->
     return values
 
 
-def _timestamps(col: pa.ChunkedArray, where: Callable[[int], str]) -> np.ndarray:
-    """Timestamps as int64 seconds (or float64 when fractional); date strings are parsed."""
+def _timestamps(col: pa.ChunkedArray, where: Callable[[int], str], time_format: str | None = None) -> np.ndarray:
+    """Timestamps as int64 seconds (or float64 when fractional); date strings are parsed.
+
+    Dates are converted by their unit, never by an assumed resolution: pandas 2
+    parses to nanoseconds, pandas 3 to microseconds (or seconds), and arrow
+    timestamps carry their own unit (``datetime_seconds``).
+    """
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{where(row)}: missing timestamp")
     t = col.type
+    if time_format and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        col, t = pc.cast(col, pa.string()), pa.string()
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         secs = pc.cast(col, pa.timestamp("s"), safe=False)
         return pc.cast(secs, pa.int64()).to_numpy()
@@ -651,17 +660,82 @@ def _timestamps(col: pa.ChunkedArray, where: Callable[[int], str]) -> np.ndarray
         if (values == np.round(values)).all() and np.abs(values).max(initial=0) < 2 ** 62:
             return values.astype(np.int64)
         return values.astype(np.float64)
+    return _date_strings(col.to_numpy(zero_copy_only=False), where, time_format)
+
+
+# A numeric date whose first two fields may be day and month in either order: 01/02/2020, 1.2.20, 01-02-2020
+_NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-]\d{2,4}\b")
+_ISO_HINT = "use Unix seconds, ISO dates such as 2020-01-31 12:00:00, or --time-format"
+
+
+def _date_strings(texts: np.ndarray, where: Callable[[int], str], time_format: str | None) -> np.ndarray:
+    """Parse date strings: with ``time_format`` strictly, else ISO / inferred, refusing a day-month ambiguity."""
     import pandas as pd
 
-    texts = col.to_numpy(zero_copy_only=False)
+    series = pd.Series(texts, dtype=object)
+    if time_format:
+        kwargs: dict = {"format": time_format}
+        hint = f"check --time-format {time_format!r} (strftime codes such as %d/%m/%Y %H:%M:%S)"
+    else:
+        kwargs = {"format": "mixed", "dayfirst": _day_first(texts, where)}
+        hint = _ISO_HINT
     try:
-        parsed = pd.to_datetime(pd.Series(texts), utc=True, format="mixed")
-    except (ValueError, TypeError):
-        parsed = pd.to_datetime(pd.Series(texts), utc=True, errors="coerce", format="mixed")
+        parsed = pd.to_datetime(series, utc=True, **kwargs)
+    except (ValueError, TypeError, OverflowError):
+        parsed = pd.to_datetime(series, utc=True, errors="coerce", **kwargs)
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0]) if parsed.isna().any() else 0
-        raise DataError(f"{where(row)}: unreadable timestamp {texts[row]!r}",
-                        hint="use Unix seconds or ISO dates such as 2020-01-31 12:00:00") from None
-    return (parsed.astype("int64").to_numpy() // 10 ** 9).astype(np.int64)
+        raise DataError(f"{where(row)}: unreadable timestamp {str(texts[row])[:60]!r}", hint=hint) from None
+    return datetime_seconds(parsed)
+
+
+def _day_first(texts: np.ndarray, where: Callable[[int], str]) -> bool:
+    """Whether numeric dates such as 03/04/2020 are day-first, decided by the values themselves.
+
+    A field above 12 can only be a day. When no value decides (every first and
+    second field is <= 12) the column is ambiguous and we refuse rather than
+    guess: reading it the wrong way round reorders events and changes
+    temporal and leave-one-out splits without a word.
+    """
+    first_day = second_day = None
+    ambiguous_row = None
+    for row, text in enumerate(texts):
+        match = _NUMERIC_DATE.match(str(text))
+        if not match:
+            continue
+        a, b = int(match.group(1)), int(match.group(2))
+        if a > 12 and first_day is None:
+            first_day = row
+        elif b > 12 and second_day is None:
+            second_day = row
+        elif ambiguous_row is None:
+            ambiguous_row = row
+    if first_day is not None and second_day is not None:
+        later = max(first_day, second_day)
+        raise DataError(f"{where(later)}: timestamp {str(texts[later])[:60]!r} puts the day second while "
+                        f"{where(min(first_day, second_day))} puts it first",
+                        hint="make the dates consistent or pass --time-format")
+    if first_day is not None:
+        return True
+    if second_day is not None or ambiguous_row is None:
+        return False
+    raise DataError(f"{where(ambiguous_row)}: timestamp {str(texts[ambiguous_row])[:60]!r} could be day/month or "
+                    "month/day, and no value in the column decides",
+                    hint="pass --time-format '%d/%m/%Y %H:%M:%S' (day first) or '%m/%d/%Y %H:%M:%S' (month first)")
+
+
+def datetime_seconds(parsed) -> np.ndarray:
+    """Seconds since the Unix epoch of a tz-aware pandas datetime Series, whatever its resolution.
+
+    int64 when every value is a whole second, float64 otherwise (as numeric timestamps).
+    """
+    import pandas as pd
+
+    delta = parsed - pd.Timestamp(0, tz="UTC")
+    whole = (delta // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+    rest = (delta % pd.Timedelta(seconds=1)).to_numpy()
+    if (rest == np.timedelta64(0)).all():
+        return whole
+    return whole.astype(np.float64) + rest / np.timedelta64(1, "s")
 
 
 # ---------------------------------------------------------------------------
