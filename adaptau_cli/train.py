@@ -203,6 +203,8 @@ class EpochTemperatures:
     tau_u: torch.Tensor           # (n_users,) float64 on CPU (τ0 everywhere unless adap-tau)
     w_neg: torch.Tensor | float   # 1/τ for the negatives: per-user table on the device, or a scalar
     w_pos: torch.Tensor | float   # 1/τ for the positive logit
+    stats: taumod.ScoreStats | None = None   # μ+, μ, σ² of the epoch's starting embeddings (adaptive modes)
+    closed: float = float("nan")  # the closed-form τ0 of those embeddings, also during warm-up (unguarded)
 
 
 class TemperatureSchedule:
@@ -228,23 +230,23 @@ class TemperatureSchedule:
         """Temperatures of ``epoch`` (1-based) given the state left by the previous epoch."""
         cfg = self.cfg
         reason = None
-        raw = float("nan")
+        raw = closed = float("nan")
+        stats = None
         if cfg.tau_mode == "fixed":
             tau0, source = float(cfg.tau), "fixed"
         elif cfg.tau_mode == "none":
             tau0, source = 1.0, "none"
-        elif epoch <= cfg.warmup_epochs:
-            tau0, source = self.prior, "prior"
-            tau0, reason = taumod.guard_tau0(tau0, self.prior, cfg.tau_min, cfg.tau_max)
         else:
-            u, i, _ = model_embeddings(model, cfg.norm)
-            stats = taumod.score_stats(u, i, self.users, self.pair_users, self.pair_items)
-            if cfg.tau0_formula == "full":
-                raw = taumod.tau0_full(stats.mu_pos, stats.mu, stats.var_pos, stats.var, self.log_term)
+            # measured every epoch, warm-up included, so the history shows what the closed form would say
+            stats = self._score_stats(model)
+            closed = self._closed_form(stats)
+            if epoch <= cfg.warmup_epochs:
+                tau0, source = self.prior, "prior"
+                tau0, reason = taumod.guard_tau0(tau0, self.prior, cfg.tau_min, cfg.tau_max)
             else:
-                raw = taumod.tau0_simplified(stats.mu_pos, stats.mu, self.log_term)
-            tau0, reason = taumod.guard_tau0(raw, self.prior, cfg.tau_min, cfg.tau_max)
-            source = "closed-form" if reason is None else "guarded"
+                raw = closed
+                tau0, reason = taumod.guard_tau0(raw, self.prior, cfg.tau_min, cfg.tau_max)
+                source = "closed-form" if reason is None else "guarded"
         if cfg.tau_mode == "adap-tau" and state.user_loss is not None:
             tau_u = taumod.user_taus(tau0, state.user_loss, self.n_users, cfg.tau_baseline, cfg.tau_quantile,
                                      cfg.tau_scale, mask=state.user_count > 0, tau_min=cfg.tau_min,
@@ -255,7 +257,16 @@ class TemperatureSchedule:
         else:
             tau_u = torch.full((self.n_users,), tau0, dtype=torch.float64)
             w_neg = w_pos = 1.0 / tau0
-        return EpochTemperatures(tau0, source, reason, raw, tau_u, w_neg, w_pos)
+        return EpochTemperatures(tau0, source, reason, raw, tau_u, w_neg, w_pos, stats, closed)
+
+    def _score_stats(self, model: torch.nn.Module) -> taumod.ScoreStats:
+        u, i, _ = model_embeddings(model, self.cfg.norm)
+        return taumod.score_stats(u, i, self.users, self.pair_users, self.pair_items)
+
+    def _closed_form(self, stats: taumod.ScoreStats) -> float:
+        if self.cfg.tau0_formula == "full":
+            return taumod.tau0_full(stats.mu_pos, stats.mu, stats.var_pos, stats.var, self.log_term)
+        return taumod.tau0_simplified(stats.mu_pos, stats.mu, self.log_term)
 
 
 def _tau_u_summary(tau_u: torch.Tensor, active: torch.Tensor) -> dict[str, float]:
@@ -540,6 +551,9 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             norms = raw_items.norm(dim=1).double().cpu().numpy()
             row: dict[str, Any] = {"epoch": epoch, "loss": done.loss, "lr": optimizer.param_groups[0]["lr"],
                                    "tau0": temps.tau0, "w0": 1.0 / temps.tau0, "tau_source": temps.source}
+            if temps.stats is not None:
+                row.update(tau0_closed=temps.closed, mu_pos=temps.stats.mu_pos, mu=temps.stats.mu,
+                           score_gap=temps.stats.mu_pos - temps.stats.mu)
             row.update(_tau_u_summary(temps.tau_u, schedule.active))
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
             metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
