@@ -325,7 +325,10 @@ def train_cmd(
              "default 1024.")] = None,
     negatives: Annotated[Optional[str], typer.Option(
         "--negatives",
-        help="per-row (faithful) | shared (fast, default) | in-batch (LightGCN setup) | all (full softmax).")] = None,
+        help="per-row (faithful) | shared (fast, default) | grouped (G shared blocks, one per slice of the "
+             "batch) | in-batch (LightGCN setup) | all (full softmax).")] = None,
+    negative_groups: Annotated[Optional[int], typer.Option(
+        "--negative-groups", help="With grouped: G blocks of --num-negatives items (default 16).")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None,
     lr_decay: Annotated[Optional[float], typer.Option(
         "--lr-decay", help="Multiply lr by this after --lr-decay-patience epochs without gain "
@@ -393,7 +396,7 @@ def train_cmd(
                                  min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home,
                                  time_format)
     overrides = dict(model=model, epochs=epochs, batch_size=batch_size, num_negatives=num_negatives,
-                     negatives=negatives, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience,
+                     negatives=negatives, negative_groups=negative_groups, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience,
                      l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
                      tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs, tau_baseline=tau_baseline,
                      tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,

@@ -199,7 +199,8 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 2048
     num_negatives: int = 1024
-    negatives: str = "shared"           # per-row|shared|in-batch|all
+    negatives: str = "shared"           # per-row|shared|grouped|in-batch|all
+    negative_groups: int = 16           # grouped: G blocks of num_negatives, each shared by B/G rows
     lr: float = 1e-3
     lr_decay: float = 1.0               # multiply lr by this after lr_decay_patience epochs without gain (1 = off)
     lr_decay_patience: int = 10

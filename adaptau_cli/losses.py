@@ -19,6 +19,12 @@ Negatives (why four):
   rows in backward instead of keeping a B×M×d tensor alive).
 * ``shared``: M uniform items for the whole batch: scores are one (B×d)(d×M)
   product, the fast mode.
+* ``grouped``: G blocks of M uniform items, each shared by one contiguous slice
+  of the (shuffled) batch: G GEMMs of (B/G×d)(d×M), so the same FLOPs as
+  ``shared``, but G·M distinct negatives per step instead of M. It sits between
+  shared (G = 1) and per-row (G = B): on a large catalogue a shared block of
+  1024 gives each item a negative gradient in ~2.5% of the steps (Yelp2018,
+  38k items), G = 16 blocks in ~35%, at about shared's cost.
 * ``in-batch``: the other positives of the batch (the published LightGCN
   setup); the diagonal (the row's own positive) is masked out of the negatives.
 * ``all``: every item of the catalogue, once — the full softmax, the limit the
@@ -46,7 +52,7 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-NEGATIVES = ("per-row", "shared", "in-batch", "all")
+NEGATIVES = ("per-row", "shared", "grouped", "in-batch", "all")
 LOSSES = ("softmax", "bpr")
 NORMS = ("both", "user", "item", "none")
 CHUNK_ELEMENTS = 1 << 23   # gathered floats per chunk in the chunked per-row path (32 MiB)
@@ -313,6 +319,16 @@ def bpr_rows(pos: torch.Tensor, neg: torch.Tensor, w_neg=1.0, w_pos=1.0,
     return terms.mean(1)
 
 
+def group_bounds(rows: int, groups: int) -> list[tuple[int, int]]:
+    """Contiguous, near-equal row slices ``[(start, end)]`` of a batch, one per negative block."""
+    edges = [rows * g // groups for g in range(groups + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _rows_of(w, start: int, end: int):
+    return w[start:end] if isinstance(w, torch.Tensor) and w.dim() == 1 else w
+
+
 # ---------------------------------------------------------------------------
 # one batch, end to end
 # ---------------------------------------------------------------------------
@@ -334,7 +350,8 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
                neg_l2_weight: float = 1.0) -> BatchLoss:
     """The loss of one batch from the model's (user, item) tables.
 
-    ``neg_items``: (B, M) for per-row, (M,) for shared, ignored for in-batch and all.
+    ``neg_items``: (B, M) for per-row, (M,) for shared, (G, M) for grouped (row slice g of
+    ``group_bounds(B, G)`` against block g), ignored for in-batch and all.
     ``user_weight``/``item_weight``: the raw layer-0 tables the L2 term is taken on
     (default: the given tables). ``w_neg``/``w_pos``: 1/τ, scalar or (B,).
     ``fused``: use ``FusedMatrixSoftmax`` for the softmax with shared / in-batch
@@ -357,8 +374,21 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
         block = item_table
     elif negatives == "shared":
         block = item_table.index_select(0, neg_items)
-    use_fused = fused and loss == "softmax" and negatives != "per-row"
-    if use_fused:
+    use_fused = fused and loss == "softmax" and negatives not in ("per-row", "grouped")
+    if negatives == "grouped":
+        blocks = maybe_normalize(item_table.index_select(0, neg_items.reshape(-1)), ni).view(
+            *neg_items.shape, -1)
+        bounds = group_bounds(B, neg_items.shape[0])
+        if fused and loss == "softmax":
+            use_fused = True
+            parts = [fused_matrix_softmax(u[s:e], blocks[g], pos[s:e], _rows_of(w_neg, s, e), _rows_of(w_pos, s, e),
+                                          positive_in_denominator, bounded=nu and ni, want_tau1=track_tau1)
+                     for g, (s, e) in enumerate(bounds) if e > s]
+            rows = torch.cat([r for r, _ in parts])
+            tau1 = torch.cat([r1 for _, r1 in parts]) if track_tau1 else None
+        else:
+            neg = torch.cat([u[s:e] @ blocks[g].t() for g, (s, e) in enumerate(bounds) if e > s])
+    elif use_fused:
         n = maybe_normalize(block, ni) if block is not None else p
         rows, rows1 = fused_matrix_softmax(u, n, pos, w_neg, w_pos, positive_in_denominator,
                                            mask_diag=negatives == "in-batch", bounded=nu and ni,
@@ -395,6 +425,10 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
             reg = reg + (counts * iw.pow(2).sum(1)).sum()
         elif negatives == "shared":
             reg = reg + B * iw.index_select(0, neg_items).pow(2).sum()
+        elif negatives == "grouped":   # block g is a negative of each of its slice's rows
+            sizes = torch.tensor([e - s for s, e in group_bounds(B, neg_items.shape[0])], dtype=iw.dtype,
+                                 device=iw.device)
+            reg = reg + (sizes * iw[neg_items].pow(2).sum((1, 2))).sum()
         elif negatives == "all":
             reg = reg + B * neg_l2_weight * iw.pow(2).sum()
         total = total + l2 * reg / (2.0 * B)

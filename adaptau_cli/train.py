@@ -95,6 +95,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         (cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
         (cfg.num_negatives >= 1, f"--num-negatives must be >= 1, got {cfg.num_negatives}"),
+        (cfg.negative_groups >= 1, f"--negative-groups must be >= 1, got {cfg.negative_groups}"),
         (cfg.dim >= 1, f"--dim must be >= 1, got {cfg.dim}"),
         (cfg.layers >= 0, f"--layers must be >= 0, got {cfg.layers}"),
         (cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}"),
@@ -374,6 +375,10 @@ class _Batches:
                                      device=self.device)
             elif cfg.negatives == "shared":
                 negs = torch.randint(0, self.n_items, (cfg.num_negatives,), generator=gen, device=self.device)
+            elif cfg.negatives == "grouped":
+                groups = min(cfg.negative_groups, users.shape[0])
+                negs = torch.randint(0, self.n_items, (groups, cfg.num_negatives), generator=gen,
+                                     device=self.device)
             yield users, pos, negs
 
 
@@ -683,6 +688,8 @@ def _negatives_text(cfg: dict[str, Any], n_items: int) -> str:
         return f"all (every one of the {n_items} items; L2 weighted as M = {cfg['num_negatives']} draws)"
     if cfg["negatives"] == "in-batch":
         return "in-batch (the batch's other positives)"
+    if cfg["negatives"] == "grouped":
+        return f"grouped ({cfg.get('negative_groups', 16)} blocks of M = {cfg['num_negatives']}, one per batch slice)"
     return f"{cfg['negatives']} (M = {cfg['num_negatives']})"
 
 

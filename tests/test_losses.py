@@ -64,7 +64,13 @@ def _grads(total, U, I):
 
 
 CASES = list(itertools.product(["per-row-dense", "per-row-chunked", "shared-fused", "shared-plain",
-                                "in-batch-fused", "in-batch-plain"], [False, True], [False, True]))
+                                "grouped-fused", "grouped-plain", "in-batch-fused", "in-batch-plain"],
+                               [False, True], [False, True]))
+GROUPS = 4   # grouped: 6 rows in slices of 1, 2, 1, 2 (group_bounds), each against its own block
+
+
+def _group_of_row(b: int) -> int:
+    return next(g for g, (s, e) in enumerate(L.group_bounds(B, GROUPS)) if s <= b < e)
 
 
 @pytest.mark.parametrize("mode,include_pos,user_positive", CASES)
@@ -78,6 +84,10 @@ def test_softmax_matches_the_per_row_reference(mode, include_pos, user_positive,
         negs, of_row, l2_negs = per_row, (lambda b: per_row[b].tolist()), per_row.reshape(-1).tolist()
     elif negatives == "shared":
         negs, of_row, l2_negs = shared, (lambda b: shared.tolist()), shared.tolist() * B
+    elif negatives == "grouped":
+        negs = torch.randint(0, N_ITEMS, (GROUPS, M), generator=torch.Generator().manual_seed(5))
+        of_row = lambda b: negs[_group_of_row(b)].tolist()  # noqa: E731
+        l2_negs = [j for b in range(B) for j in of_row(b)]
     else:
         negs, of_row, l2_negs = None, (lambda b: [int(pos[j]) for j in range(B) if j != b]), []
     out = L.batch_loss(U, I, users, pos, negs, negatives=negatives, w_neg=w, w_pos=w_pos,
@@ -106,6 +116,26 @@ def test_other_normalizations_match_the_reference(norm, negatives):
     torch.testing.assert_close(out.row_loss_tau1, ref_rows1, rtol=1e-10, atol=1e-12)
     for a, b in zip(_grads(out.loss, U, I), _grads(ref_total, U, I)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_group_bounds_cover_the_batch_in_order():
+    for rows in range(0, 20):
+        for groups in range(1, 8):
+            bounds = L.group_bounds(rows, groups)
+            assert len(bounds) == groups and bounds[0][0] == 0 and bounds[-1][1] == rows
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            sizes = [e - s for s, e in bounds]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_grouped_with_one_group_is_shared_and_with_b_groups_is_per_row():
+    U, I, users, pos, per_row, shared, w = _tables(4)
+    one = L.batch_loss(U, I, users, pos, shared[None, :], negatives="grouped", w_neg=w, w_pos=w, l2=0.01)
+    ref = L.batch_loss(U, I, users, pos, shared, negatives="shared", w_neg=w, w_pos=w, l2=0.01)
+    torch.testing.assert_close(one.loss, ref.loss, rtol=1e-12, atol=1e-12)
+    every = L.batch_loss(U, I, users, pos, per_row, negatives="grouped", w_neg=w, w_pos=w, l2=0.01)
+    ref = L.batch_loss(U, I, users, pos, per_row, negatives="per-row", w_neg=w, w_pos=w, l2=0.01)
+    torch.testing.assert_close(every.loss, ref.loss, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("negatives", ["per-row", "shared", "in-batch"])
