@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from adaptau_cli import checkpoint
 from adaptau_cli.config import EvaluateConfig, PreprocessConfig, TrainConfig
 from adaptau_cli.ui import info
 
@@ -60,9 +61,9 @@ def _train_or_reuse(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset,
     """Train into ``run_dir``; a finished run is reused, an interrupted one resumed. True if reused."""
     from adaptau_cli.train import train
 
-    if (run_dir / "report.json").is_file() and (run_dir / "checkpoint-best.pt").is_file():
+    if (run_dir / "report.json").is_file() and (run_dir / checkpoint.BEST).is_file():
         return True
-    resume = (run_dir / "checkpoint-last.pt").is_file()
+    resume = (run_dir / checkpoint.LAST).is_file()
     train(train_cfg, data_cfg, dataset, run_dir, resume=resume, quiet=quiet)
     return False
 

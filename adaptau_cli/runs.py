@@ -23,7 +23,8 @@ from adaptau_cli.config import PreprocessConfig, TrainConfig, from_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.errors import UserError
 from adaptau_cli.models import build_model
-from adaptau_cli.train import _load_checkpoint, model_embeddings
+from adaptau_cli import checkpoint
+from adaptau_cli.train import model_embeddings
 
 
 @dataclasses.dataclass(eq=False)
@@ -92,7 +93,7 @@ class LoadedRun:
 
 def _resolve_checkpoint(path: Path) -> tuple[Path | None, Path]:
     if path.is_dir():
-        for name in ("checkpoint-best.pt", "checkpoint-last.pt"):
+        for name in (checkpoint.BEST, checkpoint.LAST):
             if (path / name).is_file():
                 return path, path / name
         raise UserError(f"{path} holds no checkpoint (checkpoint-best.pt or checkpoint-last.pt)")
@@ -106,7 +107,7 @@ def _resolve_checkpoint(path: Path) -> tuple[Path | None, Path]:
 def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
     """Load a run directory or a checkpoint file; the model comes back in eval mode on ``device``."""
     run_dir, ckpt_path = _resolve_checkpoint(Path(path))
-    ckpt = _load_checkpoint(ckpt_path)
+    ckpt = checkpoint.load(ckpt_path)
     train_cfg = from_dict(TrainConfig, ckpt["train_config"], origin=str(ckpt_path))
     data_cfg = from_dict(PreprocessConfig, ckpt["data_config"], origin=str(ckpt_path))
     model = build_model(train_cfg.model, int(ckpt["n_users"]), int(ckpt["n_items"]), train_cfg.dim,

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adaptau_cli import io
+from adaptau_cli import checkpoint, io
 from adaptau_cli.config import PreprocessConfig, TrainConfig, dump_toml, to_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.errors import TrainingDiverged, UserError
@@ -47,7 +47,6 @@ from adaptau_cli import tau as taumod
 from adaptau_cli.ui import err_console, info, make_progress
 
 TAU_MODES = ("fixed", "adap-tau0", "adap-tau", "none")
-CHECKPOINT_FORMAT = "adaptau-checkpoint/1"
 PUBLISHED_LABEL = "test (published protocol)"
 
 
@@ -145,7 +144,7 @@ def _seed_everything(seed: int) -> None:
 
 def _rng_states(gen: torch.Generator, device: str) -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "sampler": gen.get_state(), "sampler_device": gen.device.type,
-              "numpy": np.random.get_state(), "python": random.getstate()}
+              "numpy": checkpoint.numpy_rng_state(), "python": random.getstate()}
     if device.startswith("cuda"):
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -167,7 +166,7 @@ def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str, s
         gen.manual_seed(seed * 1_000_003 + epoch)
         info(f"[yellow]note:[/] checkpoint trained on {states.get('sampler_device', 'cpu')}, resumed on "
              f"{gen.device.type}: the negative sampler restarts from seed {seed} and epoch {epoch}", quiet)
-    np.random.set_state(states["numpy"])
+    checkpoint.set_numpy_rng_state(states["numpy"])
     random.setstate(states["python"])
     if device.startswith("cuda") and "cuda" in states:
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -283,7 +282,7 @@ def _tau_u_summary(tau_u: torch.Tensor, active: torch.Tensor) -> dict[str, float
 
 def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg, dataset):
     return {
-        "format": CHECKPOINT_FORMAT,
+        "format": checkpoint.CHECKPOINT_FORMAT,
         "train_config": to_dict(cfg),
         "data_config": to_dict(data_cfg),
         "dataset_fingerprint": dataset.fingerprint,
@@ -327,12 +326,12 @@ def _check_inputs(cfg: TrainConfig, dataset: PreparedDataset, quiet: bool) -> st
 def _open_run_dir(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset,
                   resume: bool) -> dict[str, Any] | None:
     """Create ``out`` (or check the run to resume in it); the checkpoint to resume from, if any."""
-    last_path = out / "checkpoint-last.pt"
+    last_path = out / checkpoint.LAST
     ckpt = None
     if resume:
         if not last_path.is_file():
             raise UserError(f"nothing to resume: {last_path} not found")
-        ckpt = _load_checkpoint(last_path)
+        ckpt = checkpoint.load(last_path)
         if ckpt["dataset_fingerprint"] != dataset.fingerprint:
             raise UserError(f"{last_path} was trained on dataset {ckpt.get('dataset_name')!r} "
                             f"(fingerprint {ckpt['dataset_fingerprint']}), not on {dataset.name!r} "
@@ -583,8 +582,8 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg,
                                 dataset)
             if improved:
-                io.torch_save(out / "checkpoint-best.pt", state)
-            io.torch_save(out / "checkpoint-last.pt", state)
+                checkpoint.save(out / checkpoint.BEST, state)
+            checkpoint.save(out / checkpoint.LAST, state)
             io.write_parquet(out / "history.parquet", _history_frame(history))
             if not quiet:
                 err_console.print(_epoch_line(cfg, label, ks, row, metrics, improved), highlight=False,
@@ -603,22 +602,12 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
 
 
 def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, start_epoch: int) -> None:
-    last = out / "checkpoint-last.pt"
+    last = out / checkpoint.LAST
     kept = (f"the last good checkpoint is kept at {last} (epoch {start_epoch})" if last.is_file()
             else "no checkpoint had been written yet")
     raise TrainingDiverged(f"training diverged: the loss became {value} at epoch {epoch}, batch {batch + 1} "
                            f"(tau0 = {tau0:.4g}); {kept}",
                            hint="lower --lr, use a larger --tau or tau_min, or add --l2")
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupt or not a torch file
-        raise UserError(f"{path}: not a readable adaptau checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: not an adaptau checkpoint")
-    return ckpt
 
 
 def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet,
@@ -628,9 +617,9 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, devic
     A run cut by ``--time-limit`` gets a report too (flagged ``time_limited``), so
     what it reached so far is usable; ``--resume`` continues it and rewrites the report.
     """
-    best_path = out / "checkpoint-best.pt"
+    best_path = out / checkpoint.BEST
     if best_path.is_file():
-        model.load_state_dict(_load_checkpoint(best_path)["model"])
+        model.load_state_dict(checkpoint.load(best_path)["model"])
     u_emb, i_emb, _ = model_embeddings(model, cfg.norm)
     ks = tuple(sorted({int(k) for k in cfg.ks}))
     valid_metrics = None

@@ -216,7 +216,7 @@ def test_analyze_magnitude_writes_four_pngs_into_the_run_dir(runs, tmp_path):
 
 
 def test_analyze_magnitude_on_a_bare_checkpoint_gives_c_and_d_only(runs, tmp_path):
-    ckpt = torch.load(runs["nonorm"] / "checkpoint-best.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(runs["nonorm"] / "checkpoint-best.pt", map_location="cpu", weights_only=True)
     ckpt.pop("history", None)
     bare = tmp_path / "elsewhere" / "model.pt"
     bare.parent.mkdir()

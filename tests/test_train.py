@@ -99,8 +99,8 @@ def test_resume_equals_uninterrupted(sample, tmp_path, kw):
     resumed = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "part", resume=True)
     pd.testing.assert_frame_equal(_frame(tmp_path / "full"), _frame(tmp_path / "part"))
     assert resumed.best_epoch == full.best_epoch and resumed.test_metrics == full.test_metrics
-    a = torch.load(tmp_path / "full" / "checkpoint-last.pt", weights_only=False)
-    b = torch.load(tmp_path / "part" / "checkpoint-last.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoint-last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "checkpoint-last.pt", weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key])
 
@@ -179,7 +179,7 @@ def test_early_stopping_keeps_the_best_checkpoint(sample, tmp_path, monkeypatch)
     monkeypatch.setattr(train_mod, "evaluate_embeddings", fake_eval)
     res = train(quick(epochs=10, patience=3), data_cfg, ds, tmp_path / "e")
     assert res.best_epoch == 2 and res.epochs_run == 5 and res.stopped_early
-    assert torch.load(tmp_path / "e" / "checkpoint-best.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(tmp_path / "e" / "checkpoint-best.pt", weights_only=True)["epoch"] == 2
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(sample, tmp_path, monkeypatch):
@@ -198,7 +198,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(sample, tm
     monkeypatch.setattr(train_mod, "batch_loss", poisoned)
     with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 3.*checkpoint-last.pt \(epoch 1\)"):
         train(quick(epochs=3), data_cfg, ds, tmp_path / "nan")
-    assert torch.load(tmp_path / "nan" / "checkpoint-last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "nan" / "checkpoint-last.pt", weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.parametrize("bad", [dict(negatives="random"), dict(model="ngcf"), dict(tau=-1.0),
@@ -267,7 +267,7 @@ def test_resume_from_another_device_restarts_the_sampler(sample, tmp_path, capsy
     data_cfg, ds = sample
     train(quick(epochs=1), data_cfg, ds, tmp_path / "r")
     path = tmp_path / "r" / "checkpoint-last.pt"
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     assert ckpt["rng"]["sampler_device"] == "cpu"
     ckpt["rng"]["sampler"] = torch.zeros(16, dtype=torch.uint8)   # the shape of a CUDA generator's state
     ckpt["rng"]["sampler_device"] = "cuda"
