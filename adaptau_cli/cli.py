@@ -347,7 +347,11 @@ def train_cmd(
     norm: Annotated[Optional[str], typer.Option(
         "--norm", help="both (cosine, default) | user | item | none (inner product).")] = None,
     warmup_epochs: Annotated[Optional[int], typer.Option(
-        "--warmup-epochs", help="Epochs on the data-only prior tau0 before the closed form (default 2).")] = None,
+        "--warmup-epochs", help="Epochs on the data-only prior tau0 before the closed form (default 2); "
+                                "with --warmup-patience, the most.")] = None,
+    warmup_patience: Annotated[Optional[int], typer.Option(
+        "--warmup-patience", help="End the warm-up after this many evaluations without a --monitor gain "
+                                  "under the prior (default 0 = off: a fixed count).")] = None,
     tau_baseline: Annotated[Optional[str], typer.Option(
         "--tau-baseline", help="Baseline of the per-user loss: mean (default) | quantile.")] = None,
     tau_quantile: Annotated[Optional[float], typer.Option(
@@ -377,7 +381,7 @@ def train_cmd(
     quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Train MF or LightGCN with a fixed, Adap-τ0 or Adap-τ temperature; write a run directory."""
-    from adaptau_cli.config import TrainConfig
+    from adaptau_cli.config import TrainConfig, legacy_train_defaults
     from adaptau_cli.data.prepare import prepare_dataset
     from adaptau_cli.errors import UserError
     from adaptau_cli.train import check_config
@@ -398,11 +402,15 @@ def train_cmd(
     overrides = dict(model=model, epochs=epochs, batch_size=batch_size, num_negatives=num_negatives,
                      negatives=negatives, negative_groups=negative_groups, lr=lr, lr_decay=lr_decay, lr_decay_patience=lr_decay_patience,
                      l2=l2, dim=dim, layers=layers, dropout=dropout, loss=loss,
-                     tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs, tau_baseline=tau_baseline,
+                     tau_mode=tau_mode, tau=tau, norm=norm, warmup_epochs=warmup_epochs,
+                     warmup_patience=warmup_patience, tau_baseline=tau_baseline,
                      tau_quantile=tau_quantile, tau_scale=tau_scale, tau_user_positive=tau_user_positive,
                      positive_in_denominator=positive_in_denominator, eval_every=eval_every, monitor=monitor,
                      patience=patience, select_on=select_on, seed=seed, device=device, threads=threads,
                      time_limit=time_limit)
+    if resume is not None and config == Path(resume) / "config.toml":
+        for key, value in legacy_train_defaults(config).items():
+            overrides[key] = value if overrides.get(key) is None else overrides[key]
     train_cfg = check_config(_section_settings(TrainConfig, config, "train", overrides))
     ds = prepare_dataset(data_cfg, quiet=quiet)
     out = Path(out) if out is not None else _default_run_dir(data_cfg, train_cfg)

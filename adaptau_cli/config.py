@@ -91,6 +91,17 @@ def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
     return value
 
 
+# Settings added after runs were first written, with the value that gives the old behaviour: a run's
+# config.toml that lacks one was trained without it, so resuming it must not switch the new default on.
+LEGACY_TRAIN_DEFAULTS = {"warmup_patience": 0}
+
+
+def legacy_train_defaults(run_config: str | Path) -> dict[str, Any]:
+    """The settings a run's ``config.toml`` predates, at the value its run was trained with."""
+    train = read_toml(run_config).get("train", {})
+    return {k: v for k, v in LEGACY_TRAIN_DEFAULTS.items() if k not in train}
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(obj).items()}
 
@@ -213,6 +224,7 @@ class TrainConfig:
     tau: float = 0.16                   # the fixed temperature (tau_mode=fixed)
     positive_in_denominator: bool = False
     warmup_epochs: int = 2             # epochs on the prior; see docs/results.md (ML-1M: 2 -> tau0 0.159)
+    warmup_patience: int = 0            # end the warm-up after this many evaluations without a gain (0 = off)
     warmup_gap: float = 0.7             # assumed mu+ - mu during warm-up
     user_quantile_filter: float = 0.2   # users with count > this quantile enter tau0
     tau_min: float = 0.02               # clamp range for tau0 / tau_u

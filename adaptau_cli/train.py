@@ -106,6 +106,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         (0 < cfg.tau_quantile < 1, f"--tau-quantile must be in (0, 1), got {cfg.tau_quantile}"),
         (0 <= cfg.user_quantile_filter < 1, f"user_quantile_filter must be in [0, 1), got {cfg.user_quantile_filter}"),
         (cfg.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {cfg.warmup_epochs}"),
+        (cfg.warmup_patience >= 0, f"--warmup-patience must be >= 0, got {cfg.warmup_patience}"),
         (cfg.warmup_gap > 0, f"warmup_gap must be > 0, got {cfg.warmup_gap}"),
         (cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}"),
         (cfg.patience >= 1, f"--patience must be >= 1, got {cfg.patience}"),
@@ -226,8 +227,8 @@ class TemperatureSchedule:
         self.active = torch.as_tensor(activity > 0)
 
     def for_epoch(self, epoch: int, model: torch.nn.Module, state: taumod.TauState,
-                  device: str) -> EpochTemperatures:
-        """Temperatures of ``epoch`` (1-based) given the state left by the previous epoch."""
+                  device: str, warm: bool) -> EpochTemperatures:
+        """Temperatures of ``epoch`` (1-based) given the state left by the previous epoch; ``warm``: at the prior."""
         cfg = self.cfg
         reason = None
         raw = closed = float("nan")
@@ -240,7 +241,7 @@ class TemperatureSchedule:
             # measured every epoch, warm-up included, so the history shows what the closed form would say
             stats = self._score_stats(model)
             closed = self._closed_form(stats)
-            if epoch <= cfg.warmup_epochs:
+            if warm:
                 tau0, source = self.prior, "prior"
                 tau0, reason = taumod.guard_tau0(tau0, self.prior, cfg.tau_min, cfg.tau_max)
             else:
@@ -280,7 +281,7 @@ def _tau_u_summary(tau_u: torch.Tensor, active: torch.Tensor) -> dict[str, float
 # the run
 # ---------------------------------------------------------------------------
 
-def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg, dataset):
+def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, warmup, history, cfg, data_cfg, dataset):
     return {
         "format": checkpoint.CHECKPOINT_FORMAT,
         "train_config": to_dict(cfg),
@@ -295,6 +296,7 @@ def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history,
         "rng": _rng_states(gen, device),
         "tau_state": tau_state.to_dict(),
         "early_stopping": dict(early),
+        "warmup": warmup.to_dict(),
         "history": list(history),
         "selection": selection_label(cfg.select_on),
     }
@@ -514,6 +516,8 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     gen.manual_seed(cfg.seed)
     tau_state = taumod.TauState()
     early = {"best_epoch": 0, "best_value": -math.inf, "best_metrics": {}, "stopped": False}
+    adaptive = cfg.tau_mode in ("adap-tau0", "adap-tau")
+    warmup = taumod.Warmup(cfg.warmup_epochs if adaptive else 0, cfg.warmup_patience)
     history: list[dict[str, Any]] = []
     start = 0
     if ckpt is not None:
@@ -522,6 +526,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
         _set_rng_states(ckpt["rng"], gen, device, cfg.seed, int(ckpt["epoch"]), quiet)
         tau_state = taumod.TauState.from_dict(ckpt["tau_state"])
         early = dict(ckpt["early_stopping"])
+        warmup = _restored_warmup(ckpt, warmup)
         history = list(ckpt["history"])
         start = int(ckpt["epoch"])
         info(f"resuming {out} after epoch {start}", quiet)
@@ -541,7 +546,8 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     time_limited = False
     with progress:
         for epoch in range(start + 1, last_epoch + 1):
-            temps = schedule.for_epoch(epoch, model, tau_state, device)
+            warm = warmup.active(epoch)
+            temps = schedule.for_epoch(epoch, model, tau_state, device, warm)
             if temps.reason:
                 info(f"[yellow]epoch {epoch}:[/] {temps.reason}", quiet)
             done = _train_epoch(model, optimizer, gen, cfg, batches, dataset.n_users, temps, progress,
@@ -554,7 +560,8 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             u_emb, i_emb, raw_items = model_embeddings(model, cfg.norm)
             norms = raw_items.norm(dim=1).double().cpu().numpy()
             row: dict[str, Any] = {"epoch": epoch, "loss": done.loss, "lr": optimizer.param_groups[0]["lr"],
-                                   "tau0": temps.tau0, "w0": 1.0 / temps.tau0, "tau_source": temps.source}
+                                   "tau0": temps.tau0, "w0": 1.0 / temps.tau0, "tau_source": temps.source,
+                                   "warmup": warm}
             if temps.stats is not None:
                 row.update(tau0_closed=temps.closed, mu_pos=temps.stats.mu_pos, mu=temps.stats.mu,
                            score_gap=temps.stats.mu_pos - temps.stats.mu)
@@ -575,12 +582,16 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             history.append(row)
 
             improved = _update_early(early, metrics, epoch, cfg) if evaluated else False
+            ended = warmup.observe(epoch, metrics.get(cfg.monitor) if evaluated else None, cfg.monitor)
+            if ended:
+                info(f"epoch {epoch}: warm-up ends ({ended}); the closed form takes over "
+                     f"(it reads tau0 = {temps.closed:.4g} now, the prior was {schedule.prior:.4g})", quiet)
             new_lr = _maybe_decay_lr(early, optimizer, epoch, cfg) if evaluated else None
             if new_lr is not None:
                 info(f"epoch {epoch}: no {cfg.monitor} gain for {cfg.lr_decay_patience} epochs, "
                      f"lr -> {new_lr:.3g}", quiet)
-            state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, history, cfg, data_cfg,
-                                dataset)
+            state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, warmup, history, cfg,
+                                data_cfg, dataset)
             if improved:
                 checkpoint.save(out / checkpoint.BEST, state)
             checkpoint.save(out / checkpoint.LAST, state)
@@ -598,7 +609,18 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
                      f"continue with --resume {out}", quiet)
                 break
 
-    return _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet, time_limited)
+    return _finish(out, cfg, data_cfg, dataset, model, history, early, warmup, tau_state, device, quiet,
+                   time_limited)
+
+
+def _restored_warmup(ckpt: dict[str, Any], fresh: taumod.Warmup) -> taumod.Warmup:
+    """The warm-up state of a checkpoint; older ones had a fixed count (no rule): rebuilt from the epoch."""
+    if "warmup" in ckpt:
+        return taumod.Warmup.from_dict(ckpt["warmup"])
+    epoch = int(ckpt["epoch"])
+    if fresh.ended_after is None and epoch >= fresh.max_epochs:
+        fresh.ended_after, fresh.reason = fresh.max_epochs, f"{fresh.max_epochs} warm-up epochs done"
+    return fresh
 
 
 def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, start_epoch: int) -> None:
@@ -610,7 +632,7 @@ def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, star
                            hint="lower --lr, use a larger --tau or tau_min, or add --l2")
 
 
-def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, device, quiet,
+def _finish(out, cfg, data_cfg, dataset, model, history, early, warmup, tau_state, device, quiet,
             time_limited: bool = False) -> TrainResult:
     """Reload the best checkpoint, measure it on valid and test, write report.json / report.md.
 
@@ -648,6 +670,10 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, tau_state, devic
                       "test numbers are optimistic") if cfg.select_on == "test" else
                      "epoch selected on the validation split; test measured once on the best checkpoint",
         "tau0_final": last_tau0,
+        "warmup": {"ended_after_epoch": warmup.ended_after, "reason": warmup.reason,
+                   "rule": (f"prior until {warmup.patience} evaluations without a {cfg.monitor} gain, "
+                            f"at most {warmup.max_epochs} epochs") if warmup.patience else
+                           f"prior for {warmup.max_epochs} epochs"},
         "tau_mode": cfg.tau_mode,
         "positive_in_denominator": bool(cfg.positive_in_denominator),
         "tau_user_positive": bool(cfg.tau_user_positive),

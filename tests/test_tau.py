@@ -160,3 +160,39 @@ def test_tau_state_round_trip():
     back = T.TauState.from_dict(s.to_dict())
     assert back.tau0 == 0.3 and back.source == "prior" and torch.equal(back.user_loss, s.user_loss)
     assert back.w0 == pytest.approx(1 / 0.3)
+
+
+# ---------------------------------------------------------------- the warm-up rule
+
+def test_warmup_without_a_rule_is_a_fixed_count():
+    w = T.Warmup(max_epochs=3)
+    seen = []
+    for epoch in range(1, 7):
+        seen.append(w.active(epoch))
+        w.observe(epoch, 0.1)             # never improving: no rule, so it does not matter
+    assert seen == [True, True, True, False, False, False]
+    assert w.ended_after == 3 and w.reason == "3 warm-up epochs done"
+
+
+def test_warmup_ends_after_patience_evaluations_without_a_gain():
+    w = T.Warmup(max_epochs=100, patience=2)
+    values = [0.1, 0.2, 0.25, 0.24, 0.25, 0.3]     # epochs 4 and 5 bring no gain over 0.25
+    ended = [w.observe(e, v, "recall@20") for e, v in enumerate(values, start=1) if w.active(e)]
+    assert w.ended_after == 5 and ended[-1] == "no recall@20 gain under the prior for 2 evaluations"
+    assert not w.active(6)
+
+
+def test_warmup_ignores_epochs_that_were_not_evaluated_and_stops_at_the_cap():
+    w = T.Warmup(max_epochs=4, patience=2)
+    for epoch, value in [(1, 0.1), (2, None), (3, None), (4, 0.2)]:
+        w.observe(epoch, value)
+    assert w.ended_after == 4 and w.reason == "4 warm-up epochs done"
+    assert T.Warmup(max_epochs=0).ended_after == 0
+
+
+def test_warmup_state_round_trips():
+    w = T.Warmup(max_epochs=10, patience=3)
+    for e, v in enumerate([0.1, 0.3, 0.2], start=1):
+        w.observe(e, v)
+    again = T.Warmup.from_dict(w.to_dict())
+    assert again == w and again.since == 1 and again.best == 0.3

@@ -91,7 +91,9 @@ def test_report_says_how_negatives_were_drawn(sample, tmp_path, negatives, says)
                                 dict(model="lightgcn", negatives="in-batch", layers=2, dropout=0.1),
                                 dict(negatives="per-row", num_negatives=16, tau_mode="adap-tau0"),
                                 dict(negatives="all", tau_mode="adap-tau"),
-                                dict(lr=0.05, lr_decay=0.5, lr_decay_patience=1)])
+                                dict(lr=0.05, lr_decay=0.5, lr_decay_patience=1),
+                                dict(tau_mode="adap-tau", warmup_epochs=3, warmup_patience=1),
+                                dict(negatives="grouped", negative_groups=3, tau_mode="adap-tau")])
 def test_resume_equals_uninterrupted(sample, tmp_path, kw):
     data_cfg, ds = sample
     full = train(quick(epochs=4, **kw), data_cfg, ds, tmp_path / "full")
@@ -103,6 +105,27 @@ def test_resume_equals_uninterrupted(sample, tmp_path, kw):
     b = torch.load(tmp_path / "part" / "checkpoint-last.pt", weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key])
+
+
+def test_warmup_rule_hands_over_to_the_closed_form_when_the_prior_stops_helping(sample, tmp_path):
+    data_cfg, ds = sample
+    result = train(quick(epochs=12, tau_mode="adap-tau", warmup_epochs=10, warmup_patience=2, lr=0.05),
+                   data_cfg, ds, tmp_path / "r")
+    h = result.history
+    metric = h["valid_recall@20"].tolist()
+    ended = result.report["warmup"]["ended_after_epoch"]
+    # the reference: the first epoch that is the second in a row without a new best
+    best, since, expected = -1.0, 0, 10
+    for epoch, value in enumerate(metric[:10], start=1):
+        best, since = (value, 0) if value > best else (best, since + 1)
+        if since >= 2:
+            expected = epoch
+            break
+    assert ended == expected
+    assert h["warmup"].tolist() == [e <= ended for e in h["epoch"]]
+    assert (h.loc[h["warmup"], "tau_source"] == "prior").all()
+    assert (h.loc[~h["warmup"], "tau_source"] != "prior").all()
+    assert result.report["warmup"]["reason"]
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(sample, tmp_path):

@@ -20,30 +20,61 @@ do we re-scan it line by line in Python, to name the exact file and line that is
 wrong. Values are validated here too (non-numeric ids in numeric formats,
 negative or 64-bit-overflowing ids, NaN/inf ratings, missing fields), because the
 reader is the last place that still knows which line a value came from.
+
+What bytes are accepted, before any format is parsed (``_plain_input``):
+
+* **line ends** -- LF, CRLF and a bare CR all end a line, in every text format
+  and on both the fast and the slow path (Python's universal newlines: a CR in
+  the middle of a line splits it there; only a CR inside a quoted CSV field is
+  part of the value). How many of each a file had is recorded in
+  ``RawData.inputs[role]`` (``lf``, ``crlf``, ``cr``), so a split line is never silent;
+* **compression** -- gzip, bzip2 and xz (and zstd when the optional ``zstandard``
+  module is importable), recognised by their magic bytes whatever the file is
+  called, decompressed to a temporary file and then parsed as usual; messages
+  still name the original file, lines are lines of the decompressed text;
+* **encodings** -- UTF-8 (with or without a byte-order mark); UTF-16 and UTF-32
+  (by their BOM, or BOM-less UTF-16 by its zero bytes) are transcoded to UTF-8
+  first; anything else that is not valid UTF-8 is refused naming its line;
+* **refused at once, in one line** -- pipes, FIFOs, ``/dev/stdin`` and other
+  non-regular files (they would block forever), archives (zip, tar, 7z, rar),
+  binary files; an error never echoes raw bytes or control characters, it says
+  what the file looks like ("gzip-compressed", "UTF-16 text", "binary").
+
+The normal input (uncompressed UTF-8) is parsed in place: besides pyarrow's
+parse the only extra work is a 64 KiB sniff and a C-level count of line-end bytes.
 """
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import contextlib
 import csv
 import dataclasses
+import gzip
+import lzma
 import math
+import os
 import re
+import stat
+import tempfile
+import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from adaptau_cli.errors import DataError, UserError
+from adaptau_cli.errors import AdaptauError, DataError, UserError
 
 FORMATS = ("lightgcn", "csv", "tsv", "recbole", "movielens", "udata", "parquet")
 FORMAT_HELP = "auto|" + "|".join(FORMATS)
 PARTS = ("train", "valid", "test")
 
 INT64_MAX = np.iinfo(np.int64).max
-_INT_RE = re.compile(r"^[+-]?\d+$")
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")          # ASCII digits only (int() also takes e.g. Arabic-Indic)
 
 # Column names recognised without flags (compared case-insensitively, ':type' suffix ignored).
 USER_CANDIDATES = ("user_id", "userid", "user", "uid", "u", "reviewer_id", "reviewerid", "customer_id", "user_id:token")
@@ -67,12 +98,46 @@ class Table:
 
 
 @dataclasses.dataclass
+class InputInfo:
+    """How one input file's bytes were turned into text before parsing.
+
+    ``lf``/``crlf``/``cr`` count the line ends of each kind; every kind ends a
+    line (a bare ``cr`` too: universal newlines). Both zero for parquet.
+    """
+
+    compression: str | None = None   # "gzip", "bz2", "xz", "zstd" or None
+    encoding: str = "utf-8"          # "utf-8", "utf-8-sig" (BOM), "utf-16-le", "utf-16-be", "utf-32-le", ...
+    lf: int = 0
+    crlf: int = 0
+    cr: int = 0
+
+    def notes(self) -> list[str]:
+        """Plain-words remarks on anything besides plain UTF-8 with LF (or CRLF) line ends."""
+        out = []
+        if self.compression:
+            out.append(f"{_COMPRESSION_LABEL[self.compression]}, decompressed before reading")
+        if self.encoding.startswith(("utf-16", "utf-32")):
+            out.append(f"{self.encoding.upper()} text, transcoded to UTF-8")
+        if self.cr:
+            kinds = ", ".join(f"{n} {k}" for k, n in (("LF", self.lf), ("CRLF", self.crlf)) if n)
+            out.append(f"{self.cr} bare CR line end(s) read as line breaks" + (f" (besides {kinds})" if kinds else ""))
+        return out
+
+
+@dataclasses.dataclass
 class RawData:
     """What a source holds: one table (``all``) or a given split (``train``/``valid``/``test``)."""
 
     parts: dict[str, Table]
     files: dict[str, Path]           # role -> file read (role = part name or "all")
     format: str
+    inputs: dict[str, InputInfo] = dataclasses.field(default_factory=dict)   # role -> how its bytes were decoded
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per remark on how an input was decoded (compression, encoding, bare CR line ends)."""
+        return [f"{self.files[role].name}: {note}" for role, info in self.inputs.items() if role in self.files
+                for note in info.notes()]
 
     @property
     def given_split(self) -> bool:
@@ -104,6 +169,287 @@ class Columns:
 
 
 # ---------------------------------------------------------------------------
+# Input bytes: regular files only; compression and encoding by content
+# ---------------------------------------------------------------------------
+
+_HEAD_BYTES = 1 << 16                 # what detection looks at (decompressed)
+_SAMPLE_LINES = 1000                  # at most this many sample lines are checked by detection
+_COPY_CHUNK = 1 << 22
+_LINE_END = re.compile(r"\r\n|\r|\n")  # universal newlines, as Python's text mode and pyarrow's CSV parser
+
+_COMPRESSION_LABEL = {"gzip": "gzip-compressed", "bz2": "bzip2-compressed", "xz": "xz-compressed",
+                      "zstd": "zstd-compressed"}
+_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".lzma", ".zst", ".zstd")
+_ARCHIVES = ((b"PK\x03\x04", "a zip archive"), (b"PK\x05\x06", "a zip archive"),
+             (b"7z\xbc\xaf\x27\x1c", "a 7z archive"), (b"Rar!\x1a\x07", "a rar archive"),
+             (b"\x04\x22\x4d\x18", "lz4-compressed"))
+_STDIN_PATHS = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0")
+_ENCODING_LABEL = {"utf-8": "UTF-8 text", "utf-8-sig": "UTF-8 text with a byte-order mark",
+                   "utf-16-le": "UTF-16 text", "utf-16-be": "UTF-16 text",
+                   "utf-32-le": "UTF-32 text", "utf-32-be": "UTF-32 text"}
+
+
+@dataclasses.dataclass
+class _Sniff:
+    """What the first bytes of a file say it is."""
+
+    compression: str | None        # gzip | bz2 | xz | zstd | None
+    encoding: str | None           # a key of _ENCODING_LABEL, None when not text
+    bom: bool                      # the text starts with a byte-order mark
+    looks: str                     # "text", "parquet", "binary" or an archive ("a zip archive", ...)
+    head: bytes                    # the first _HEAD_BYTES of the (decompressed) content
+    truncated: bool                # the content goes on after ``head``
+
+    def describe(self) -> str:
+        """E.g. "gzip-compressed UTF-16 text", "binary", "a tar archive (gzip-compressed)"."""
+        comp = _COMPRESSION_LABEL[self.compression] if self.compression else ""
+        if self.looks == "text":
+            return " ".join(w for w in (comp, _ENCODING_LABEL.get(self.encoding or "", "text")) if w)
+        what = {"binary": "binary data", "parquet": "a parquet file"}.get(self.looks, self.looks)
+        return f"{what} ({comp})" if comp else what
+
+    def text(self) -> str:
+        if self.encoding is None:
+            return ""
+        codec = self.encoding.replace("-sig", "")
+        text = self.head.decode(codec, errors="replace")
+        return text[1:] if text.startswith("\ufeff") else text
+
+    def lines(self) -> list[str]:
+        """The sample's non-blank lines (split as universal newlines; a cut-off last line dropped)."""
+        lines = _LINE_END.split(self.text())
+        if self.truncated and len(lines) > 1:
+            lines = lines[:-1]
+        return [line for line in lines if line.strip()][:_SAMPLE_LINES]
+
+
+def _inner_name(name: str) -> str:
+    """``ratings.dat.gz`` -> ``ratings.dat`` (the name of what a compressed file holds)."""
+    lower = name.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse pipes, FIFOs, devices and sockets at once: reading them would block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    what = f"{path} (standard input)" if str(path) in _STDIN_PATHS else str(path)
+    raise UserError(f"{what}: is {kind}, not a regular file; streams are not read",
+                    hint="save it to a file first (e.g. `... > data.csv`) and pass that file to --source")
+
+
+def _compression_of(magic: bytes) -> str | None:
+    if magic[:3] == b"\x1f\x8b\x08":
+        return "gzip"
+    if magic[:3] == b"BZh" and magic[3:4] in b"123456789" and len(magic) >= 4:
+        return "bz2"
+    if magic[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if magic[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    return None
+
+
+def _open_decompressed(path: Path, compression: str) -> IO[bytes]:
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "bz2":
+        return bz2.open(path, "rb")
+    if compression == "xz":
+        return lzma.open(path, "rb")
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError(f"{path}: is zstd-compressed, and reading that needs the optional zstandard module",
+                        hint="pip install zstandard, or decompress it first: zstd -d FILE") from None
+    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+
+
+@contextlib.contextmanager
+def _decompression_errors(path: Path, compression: str):
+    """Corrupt or truncated compressed data: one line saying so (never the raw bytes)."""
+    errors: tuple = (OSError, EOFError, lzma.LZMAError, zlib.error)
+    try:
+        import zstandard
+        errors += (zstandard.ZstdError,)
+    except ImportError:
+        pass
+    try:
+        yield
+    except UserError:
+        raise
+    except errors as exc:
+        detail = _printable(str(exc).splitlines()[0][:120]) if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: is {_COMPRESSION_LABEL[compression]} but cannot be decompressed ({detail})",
+                        hint="the file is corrupt or cut short; download or compress it again") from None
+
+
+def _encoding_of(head: bytes) -> tuple[str | None, bool]:
+    """(encoding, has a BOM) from the first bytes; encoding None: not text."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig", True
+    if head.startswith(b"\xff\xfe\x00\x00"):
+        return "utf-32-le", True
+    if head.startswith(b"\x00\x00\xfe\xff"):
+        return "utf-32-be", True
+    if head.startswith(b"\xff\xfe"):
+        return "utf-16-le", True
+    if head.startswith(b"\xfe\xff"):
+        return "utf-16-be", True
+    if b"\x00" in head:
+        even, odd = head[0::2], head[1::2]
+        if len(head) >= 4 and odd.count(0) > 0.3 * len(odd) and even.count(0) < 0.05 * len(even):
+            return "utf-16-le", False
+        if len(head) >= 4 and even.count(0) > 0.3 * len(even) and odd.count(0) < 0.05 * len(odd):
+            return "utf-16-be", False
+        return None, False
+    controls = sum(head.count(bytes([c])) for c in range(32) if c not in (9, 10, 11, 12, 13, 27))
+    if head and controls > 0.05 * len(head):
+        return None, False
+    return "utf-8", False
+
+
+def _sniff(path: Path) -> _Sniff:
+    """Read the first bytes (decompressing them if need be) and say what the file is."""
+    _check_regular(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEAD_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    compression = _compression_of(head[:8])
+    if compression:
+        with _decompression_errors(path, compression), _open_decompressed(path, compression) as fh:
+            head = fh.read(_HEAD_BYTES + 1)
+    truncated = len(head) > _HEAD_BYTES
+    head = head[:_HEAD_BYTES]
+    looks = "text"
+    if head.startswith(b"PAR1"):
+        looks = "parquet"
+    elif compression and _compression_of(head[:8]):
+        looks = f"{_COMPRESSION_LABEL[_compression_of(head[:8])]} data"
+    elif len(head) > 262 and head[257:262] == b"ustar":
+        looks = "a tar archive"
+    else:
+        looks = next((what for magic, what in _ARCHIVES if head.startswith(magic)), "text")
+    encoding, bom = _encoding_of(head) if looks == "text" else (None, False)
+    if looks == "text" and encoding is None:
+        looks = "binary"
+    return _Sniff(compression, encoding, bom, looks, head, truncated)
+
+
+def _refuse_unreadable(path: Path, sniff: _Sniff, fmt: str | None) -> None:
+    """Archives, binary data, parquet read as text: one line saying what the file looks like."""
+    if sniff.looks.startswith(("a zip", "a 7z", "a rar", "a tar")):
+        raise UserError(f"{path}: is {sniff.describe()}; archives are not read directly",
+                        hint="unpack it and pass the data file to --source")
+    if sniff.looks == "parquet" and fmt not in (None, "parquet"):
+        raise DataError(f"{path}: is a parquet file, not {fmt} text", hint="pass --format parquet (or auto)")
+    if sniff.looks not in ("text", "parquet") and fmt != "parquet":
+        raise DataError(f"{path}: looks like {sniff.describe()}, not a text file of interactions",
+                        hint=f"pass a text file ({', '.join(FORMATS[:-1])}) or a parquet file")
+
+
+def _plain_input(path: Path, fmt: str, stack: contextlib.ExitStack) -> tuple[Path, InputInfo]:
+    """The file a parser should open -- ``path`` itself, or a decompressed / UTF-8 copy -- and what was done.
+
+    Uncompressed UTF-8 (BOM or not) is parsed in place; anything else is
+    streamed once into a temporary file (removed when ``stack`` closes).
+    """
+    sniff = _sniff(path)
+    _refuse_unreadable(path, sniff, fmt)
+    info = InputInfo(compression=sniff.compression, encoding=sniff.encoding or "binary")
+    transcode = fmt != "parquet" and sniff.encoding not in ("utf-8", "utf-8-sig")
+    plain = path
+    if sniff.compression or transcode:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptau-read-")))
+        plain = folder / (_inner_name(path.name) or "data")
+        if transcode:
+            _transcode(path, sniff, plain)
+        else:
+            with _decompression_errors(path, sniff.compression), \
+                    _open_decompressed(path, sniff.compression) as src, open(plain, "wb") as dst:
+                while chunk := src.read(_COPY_CHUNK):
+                    dst.write(chunk)
+        if plain.stat().st_size == 0:
+            raise DataError(f"{path}: file is empty (once decompressed)")
+    if fmt != "parquet":
+        info.lf, info.crlf, info.cr = _count_line_ends(plain)
+    return plain, info
+
+
+def _transcode(path: Path, sniff: _Sniff, out: Path) -> None:
+    """UTF-16/UTF-32 (maybe compressed) -> UTF-8, streamed; invalid data is named by its encoding."""
+    codec = sniff.encoding.rsplit("-", 1)[0] if sniff.bom else sniff.encoding    # "utf-16" eats its BOM
+    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+    label = _ENCODING_LABEL[sniff.encoding]
+    opener = (lambda: _open_decompressed(path, sniff.compression)) if sniff.compression else (lambda: open(path, "rb"))
+    done = 0
+    ctx = _decompression_errors(path, sniff.compression) if sniff.compression else contextlib.nullcontext()
+    try:
+        with ctx, opener() as src, open(out, "wb") as dst:
+            while True:
+                chunk = src.read(_COPY_CHUNK)
+                text = decoder.decode(chunk, final=not chunk)
+                dst.write(text.encode("utf-8", errors="surrogatepass"))
+                done += len(chunk)
+                if not chunk:
+                    break
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: looks like {label} but is not valid {label.split()[0]} "
+                        f"(bad bytes near byte {done + exc.start})",
+                        hint="save the file as UTF-8 (or valid UTF-16) and try again") from None
+
+
+def _count_line_ends(path: Path) -> tuple[int, int, int]:
+    """(LF, CRLF, bare CR) line ends of a UTF-8 file, counted in C over large chunks (no per-line loop)."""
+    lf = cr = crlf = 0
+    last_cr = False
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            if last_cr and chunk[:1] == b"\n":
+                crlf += 1
+            lf += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            crlf += chunk.count(b"\r\n")
+            last_cr = chunk[-1:] == b"\r"
+    return lf - crlf, crlf, cr - crlf
+
+
+def _printable(text: str) -> str:
+    """``text`` with every control or other unprintable character written as an escape (\\x00, \\r ...)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _relabel(exc: AdaptauError, plain: Path, original: Path) -> AdaptauError:
+    """The same error naming the user's file (not a temporary copy), with no raw control characters."""
+    def fix(text: str | None) -> str | None:
+        if text is None:
+            return None
+        if plain != original:
+            text = text.replace(str(plain), str(original))
+        return _printable(text)
+
+    message, hint = fix(exc.message), fix(exc.hint)
+    if message == exc.message and hint == exc.hint:
+        return exc
+    new = type(exc)(message, hint=hint)
+    return new
+
+
+# ---------------------------------------------------------------------------
 # Detection
 # ---------------------------------------------------------------------------
 
@@ -111,19 +457,26 @@ def resolve_layout(path: str | Path, fmt: str = "auto") -> tuple[str, dict[str, 
     """Find the files to read and their format, without parsing them (cheap).
 
     Returns ``(format, {role: file})`` where role is ``all`` or ``train``/``valid``/``test``.
+    A pipe, FIFO, ``/dev/stdin`` or device is refused at once (reading it would block).
     """
     path = Path(path).expanduser()
     fmt = (fmt or "auto").lower()
     if fmt not in FORMATS and fmt != "auto":
         raise UserError(f"unknown format {fmt!r}", hint=f"use one of {FORMAT_HELP}")
     if not path.exists():
+        if str(path) == "-":
+            raise UserError("--source - (standard input) is not supported; streams are not read",
+                            hint="save the data to a file first and pass that file to --source")
         raise UserError(f"source not found: {path}", hint="check the path given to --source")
+    _check_regular(path)
     if path.is_dir():
         files = _folder_files(path)
         first = files.get("train") or files["all"]
     else:
         files = {"all": path}
         first = path
+    for f in files.values():
+        _check_regular(f)
     if fmt == "auto":
         fmt = detect_file_format(first)
     for role, f in files.items():
@@ -133,11 +486,15 @@ def resolve_layout(path: str | Path, fmt: str = "auto") -> tuple[str, dict[str, 
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:
-    """A folder either holds a given split (train.*, test.*, valid.*) or one data file."""
+    """A folder either holds a given split (train.*, test.*, valid.*) or one data file.
+
+    Compressed files count by the name of what they hold (``train.txt.gz`` is a train file).
+    """
     entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    inner = {p: Path(_inner_name(p.name)) for p in entries}
     by_stem: dict[str, list[Path]] = {}
     for p in entries:
-        by_stem.setdefault(p.stem.lower(), []).append(p)
+        by_stem.setdefault(inner[p].stem.lower(), []).append(p)
     if "train" in by_stem and "test" in by_stem:
         if len(by_stem["train"]) > 1 or len(by_stem["test"]) > 1:
             raise UserError(f"{folder}: several train.* or test.* files; keep one of each")
@@ -150,11 +507,11 @@ def _folder_files(folder: Path) -> dict[str, Path]:
         missing = "test" if "train" in by_stem else "train"
         raise UserError(f"{folder}: a given split needs both train and test files; {missing}.* is missing")
     for name in ("ratings.dat", "u.data"):
-        hit = [p for p in entries if p.name.lower() == name]
+        hit = [p for p in entries if inner[p].name.lower() == name]
         if hit:
             return {"all": hit[0]}
     for suffixes in ((".inter",), (".parquet", ".pq"), (".csv",), (".tsv",)):
-        hit = [p for p in entries if p.suffix.lower() in suffixes]
+        hit = [p for p in entries if inner[p].suffix.lower() in suffixes]
         if len(hit) == 1:
             return {"all": hit[0]}
         if len(hit) > 1:
@@ -165,50 +522,97 @@ def _folder_files(folder: Path) -> dict[str, Path]:
 
 
 def detect_file_format(path: Path) -> str:
-    """Guess a file's format from its name, then from its first non-empty line."""
-    name, suffix = path.name.lower(), path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    """Guess a file's format from its name and content (decompressed and decoded first).
+
+    Names decide first (``.parquet``, ``.inter``, ``u.data``, also inside ``.gz``
+    and the like), then the content: parquet by its magic bytes, ``::`` ->
+    movielens, a typed tab header -> recbole. Among the rest the format that
+    parses the whole sample (the first 64 KiB) is preferred: integer tokens
+    separated by a mix of tabs and spaces are LightGCN lines, not a TSV whose
+    fields hold spaces; a 4-field numeric tab table is u.data, another tab table
+    TSV. When no format fits every line, the one the first line fits is taken,
+    so that its reader names the bad line.
+    """
+    sniff = _sniff(path)
+    name = _inner_name(path.name).lower()
+    suffix = Path(name).suffix
+    if sniff.looks == "parquet" or suffix in (".parquet", ".pq"):
         return "parquet"
+    if suffix == ".zip":
+        raise UserError(f"{path}: zip archives are not read directly", hint="unzip it and pass the data file")
+    _refuse_unreadable(path, sniff, None)
     if suffix == ".inter":
         return "recbole"
     if name == "u.data":
         return "udata"
-    if suffix == ".zip":
-        raise UserError(f"{path}: zip archives are not read directly", hint="unzip it and pass the data file")
-    head = _first_line(path)
-    if head is None:
+    lines = sniff.lines()
+    if not lines:
         raise DataError(f"{path}: file is empty")
+    head = lines[0]
     if "::" in head:
         return "movielens"
     if "\t" in head and re.search(r":(token|float|token_seq|float_seq)\b", head):
         return "recbole"
-    if suffix == ".csv":
-        return "csv"
-    if suffix == ".tsv":
-        return "tsv"
+    integer_tokens = all(all(_INT_RE.match(t) for t in line.split()) for line in lines)
+    spaced = integer_tokens and any(" " in line.strip() for line in lines)   # space-separated integer tokens
+    if suffix in (".csv", ".tsv"):
+        fmt = suffix[1:]
+        sep = "\t" if fmt == "tsv" else _sniff_sep(head)
+        if integer_tokens and any(len(line.split()) > 1 for line in lines) and \
+                _fitting_rows(lines, sep, integer_tokens) * 2 <= len(lines):
+            return "lightgcn"
+        return fmt
     if "\t" in head:
-        fields = head.split("\t")
-        if len(fields) == 4 and all(_is_number(f) for f in fields):
-            return "udata"
-        return "tsv"
+        n_udata = sum(_fits_udata(line) for line in lines)
+        if integer_tokens:
+            n_tsv = _fitting_rows(lines, "\t", True)
+            if " " in head.strip():           # a tab *and* a space between integer tokens: LightGCN
+                return "lightgcn"
+            if n_udata == len(lines):
+                return "udata"
+            if n_tsv == len(lines):
+                return "tsv"
+            if spaced and max(n_udata, n_tsv) * 2 <= len(lines):
+                return "lightgcn"
+        return "udata" if _fits_udata(head) else "tsv"
     if "," in head or ";" in head:
         return "csv"
-    tokens = head.split()
-    if tokens and all(_INT_RE.match(t) for t in tokens):
+    if integer_tokens:
         return "lightgcn"
-    raise UserError(f"{path}: cannot tell the file format from its first line {head[:60]!r}",
+    raise UserError(f"{path}: cannot tell the file format from its first line {_printable(head[:60])!r}",
                     hint=f"pass --format ({FORMAT_HELP})")
 
 
+def _fits_udata(line: str) -> bool:
+    fields = line.strip("\r\n").split("\t")
+    return len(fields) == 4 and all(_is_number(f) for f in fields)
+
+
+def _fitting_rows(lines: list[str], sep: str, integer_tokens: bool) -> int:
+    """How many lines have the first line's field count (>= 2) for ``sep``.
+
+    With integer tokens a field holding a space does not fit (it is LightGCN's
+    whitespace-separated list, not one value).
+    """
+    def fields(line: str) -> list[str]:
+        return line.strip().split(sep) if sep != "," else next(csv.reader([line.strip()]), [])
+
+    width = len(fields(lines[0]))
+    if width < 2:
+        return 0
+    return sum(1 for line in lines
+               if len(f := fields(line)) == width and not (integer_tokens and any(" " in x.strip() for x in f)))
+
+
 def _first_line(path: Path) -> str | None:
+    """The first non-blank line of a plain UTF-8 file (BOM dropped; CR, CRLF or LF ends it)."""
     with open(path, "rb") as fh:
-        chunk = fh.read(1 << 16)
+        chunk = fh.read(_HEAD_BYTES)
     if chunk.startswith(b"\xef\xbb\xbf"):
         chunk = chunk[3:]                        # UTF-8 byte-order mark (spreadsheet exports)
-    for raw in chunk.splitlines():
-        text = raw.decode("utf-8", errors="replace").strip("\r\n")
-        if text.strip():
-            return text
+    for raw in _LINE_END.split(chunk.decode("utf-8", errors="replace")):
+        if raw.strip():
+            return raw
     return None
 
 
@@ -218,6 +622,13 @@ def _is_number(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _read_arrow_csv(path: Path, **options) -> pa.Table:
+    """pyarrow's CSV parse of ``path`` opened as plain bytes: given a name, pyarrow would guess a codec
+    from its extension (``.gz``), while compression is recognised here by content and undone before."""
+    with pa.OSFile(str(path), "rb") as src:
+        return pacsv.read_csv(src, **options)
 
 
 # ---------------------------------------------------------------------------
@@ -231,15 +642,32 @@ def read_source(path: str | Path, fmt: str = "auto", columns: Columns | None = N
 
 
 def read_files(files: dict[str, Path], fmt: str, columns: Columns | None = None) -> RawData:
-    """Read an explicit layout ``{role: file}`` (role ``all`` or ``train``/``valid``/``test``)."""
+    """Read an explicit layout ``{role: file}`` (role ``all`` or ``train``/``valid``/``test``).
+
+    Each file is first made plain UTF-8 text (decompressed, transcoded: see the
+    module docstring); errors name the original file and never echo control characters.
+    """
     columns = columns or Columns()
     if fmt in ("lightgcn", "movielens", "udata") and (columns.user or columns.item or columns.rating or columns.time):
         raise UserError(f"--user-col/--item-col/--rating-col/--time-col do not apply to the {fmt} format",
                         hint="they are for csv, tsv, recbole and parquet files")
     reader = READERS[fmt]
-    parts = {role: reader(f, columns) for role, f in files.items()}
+    parts: dict[str, Table] = {}
+    inputs: dict[str, InputInfo] = {}
+    with contextlib.ExitStack() as stack:
+        for role, f in files.items():
+            f = Path(f)
+            plain = f
+            try:
+                plain, inputs[role] = _plain_input(f, fmt, stack)
+                parts[role] = reader(plain, columns)
+            except AdaptauError as exc:
+                fixed = _relabel(exc, plain, f)
+                if fixed is exc:
+                    raise
+                raise fixed from None
     _check_same_columns(parts, files)
-    return RawData(parts=parts, files=files, format=fmt)
+    return RawData(parts=parts, files=files, format=fmt, inputs=inputs)
 
 
 def _check_same_columns(parts: dict[str, Table], files: dict[str, Path]) -> None:
@@ -258,7 +686,7 @@ def _check_same_columns(parts: dict[str, Table], files: dict[str, Path]) -> None
 
 def read_lightgcn(path: Path, columns: Columns | None = None) -> Table:
     try:
-        table = pacsv.read_csv(
+        table = _read_arrow_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=["line"], block_size=1 << 22),
             parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
@@ -369,7 +797,7 @@ def _check_rating_token(token: str) -> str | None:
 def _fast_numeric(path: Path, delimiter: str, names: list[str], types: dict, include: list[str],
                   check_line: Callable[[str], str | None]) -> pa.Table:
     try:
-        return pacsv.read_csv(
+        return _read_arrow_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 22),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
@@ -534,7 +962,7 @@ def _read_named(path: Path, sep: str, names: list[str], has_header: bool, chosen
         wanted[chosen["time"]] = pa.string() if time_format else None
     quote = '"' if kind == "csv" else False
     try:
-        table = pacsv.read_csv(
+        table = _read_arrow_csv(
             path,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if has_header else 0,
                                            block_size=1 << 22),
