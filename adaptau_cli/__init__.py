@@ -14,6 +14,6 @@ __version__ = "0.1.0"
 # Passive waiting costs little on a quiet machine; a user's own setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from adaptau_cli.errors import AdaptauError, UserError  # noqa: E402
+from adaptau_cli.base.errors import AdaptauError, UserError  # noqa: E402
 
 __all__ = ["__version__", "AdaptauError", "UserError"]

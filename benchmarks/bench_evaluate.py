@@ -137,15 +137,17 @@ def per_user_loop(U, I, test, train, ks, rank: str = "topk"):
 def child_ml1m(args) -> dict:
     import torch
 
-    from adaptau_cli.config import EvaluateConfig
+    from adaptau_cli.base.settings import EvaluateConfig
     from adaptau_cli.data.dataset import PreparedDataset
-    from adaptau_cli.evaluate import block_size, evaluate_dataset, evaluate_embeddings
+    from adaptau_cli.eval.metrics import evaluate_embeddings
+    from adaptau_cli.eval.topk import block_size
+    from adaptau_cli.workflows.evaluate import evaluate_dataset
 
     torch.set_num_threads(args.threads)
     if args.checkpoint:
         # the run's own prepared dataset (same indices and split as training), test masked by train+valid
-        from adaptau_cli.evaluate import split_masks
-        from adaptau_cli.runs import load_run, open_run_dataset
+        from adaptau_cli.engine.runs import load_run, open_run_dataset
+        from adaptau_cli.eval.metrics import split_masks
 
         run = load_run(args.checkpoint, device="cpu")
         ds = open_run_dataset(run)
@@ -206,7 +208,8 @@ def child_catalogue(args) -> dict:
     import scipy.sparse as sp
     import torch
 
-    from adaptau_cli.evaluate import DEFAULT_MAX_BLOCK_BYTES, block_size, evaluate_embeddings
+    from adaptau_cli.eval.metrics import evaluate_embeddings
+    from adaptau_cli.eval.topk import DEFAULT_MAX_BLOCK_BYTES, block_size
 
     torch.set_num_threads(args.threads)
     n_users, n_items, per_user = args.catalogue_users, args.items, 20

@@ -54,7 +54,7 @@ def _status_mb(key: str) -> float:
 def child_prepare(source: str, repeat: int) -> dict:
     import pyarrow as pa
 
-    from adaptau_cli.config import PreprocessConfig
+    from adaptau_cli.base.settings import PreprocessConfig
     from adaptau_cli.data.prepare import prepare
 
     base_rss = _status_mb("VmRSS")
@@ -85,7 +85,7 @@ def child_prepare(source: str, repeat: int) -> dict:
 def child_tracemalloc(source: str) -> dict:
     import tracemalloc
 
-    from adaptau_cli.config import PreprocessConfig
+    from adaptau_cli.base.settings import PreprocessConfig
     from adaptau_cli.data.prepare import prepare
 
     with tempfile.TemporaryDirectory() as home:
@@ -97,7 +97,7 @@ def child_tracemalloc(source: str) -> dict:
 
 
 def child_load_vs_parse(source: str, repeat: int) -> dict:
-    from adaptau_cli.config import PreprocessConfig
+    from adaptau_cli.base.settings import PreprocessConfig
     from adaptau_cli.data import readers, split
     from adaptau_cli.data.prepare import prepare
     from adaptau_cli.data.store import load_dataset

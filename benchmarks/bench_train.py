@@ -50,7 +50,7 @@ def load_ml1m(path: Path):
     from adaptau_cli.data.dataset import PreparedDataset
 
     try:
-        from adaptau_cli.config import PreprocessConfig
+        from adaptau_cli.base.settings import PreprocessConfig
         from adaptau_cli.data.prepare import prepare_dataset
 
         home = os.environ.get("ADAPTAU_HOME") or tempfile.mkdtemp(prefix="bench-home-")
@@ -76,8 +76,8 @@ def peak_rss_mb() -> float:
 
 def one_epoch(ds, **kw) -> float:
     """Seconds of training (no evaluation) of one epoch through the real loop."""
-    from adaptau_cli.config import PreprocessConfig, TrainConfig
-    from adaptau_cli.train import train
+    from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
+    from adaptau_cli.engine.trainer import train
 
     cfg = TrainConfig(epochs=1, batch_size=B, num_negatives=M, dim=DIM, device="cpu", threads=torch.get_num_threads(),
                       select_on="test",
@@ -89,12 +89,12 @@ def one_epoch(ds, **kw) -> float:
 
 def make_step(ds, negatives: str, strategy: str = "auto", seed: int = 0):
     """A closure doing one training step of MF Adap-τ exactly as the loop does (sampling, loss, Adam)."""
-    from adaptau_cli.losses import batch_loss
+    from adaptau_cli.method.losses import batch_loss
     from adaptau_cli.models import MF
 
     torch.manual_seed(seed)
     model = MF(ds.n_users, ds.n_items, DIM)
-    from adaptau_cli.train import make_optimizer
+    from adaptau_cli.engine.trainer import make_optimizer
 
     opt = make_optimizer(model, 1e-3)
     gen = torch.Generator().manual_seed(seed)

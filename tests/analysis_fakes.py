@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adaptau_cli.config import PreprocessConfig, TrainConfig
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
 from adaptau_cli.data.dataset import PreparedDataset
-from adaptau_cli.groups import popularity_groups
+from adaptau_cli.eval.groups import popularity_groups
 
 
 def long_tail_dataset(n_users=120, n_items=150, per_user=12, seed=0) -> PreparedDataset:

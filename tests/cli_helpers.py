@@ -6,7 +6,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from adaptau_cli.cli import main
+from adaptau_cli.cli.app import main
 
 
 def run_cli(args: list[str]) -> tuple[int, str, str]:

@@ -49,9 +49,9 @@ def _plain(value):
 
 def run_case(name: str, home: str, out: Path) -> dict:
     """Train case ``name`` on synthetic-tiny; its history (no timings) and final report numbers."""
-    from adaptau_cli.config import PreprocessConfig, TrainConfig
+    from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
     from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.train import train
+    from adaptau_cli.engine.trainer import train
 
     data_cfg = PreprocessConfig(dataset="synthetic-tiny", home=home)
     ds = prepare_dataset(data_cfg)

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from adaptau_cli import checkpoint
-from adaptau_cli.config import PreprocessConfig, TrainConfig
-from adaptau_cli.data.prepare import prepare_dataset
-from adaptau_cli.errors import UserError
-from adaptau_cli.runs import load_run
-from adaptau_cli.train import train
 from cli_helpers import run_cli
+
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
+from adaptau_cli.data.prepare import prepare_dataset
+from adaptau_cli.engine import checkpoint
+from adaptau_cli.engine.runs import load_run
+from adaptau_cli.engine.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ import shutil
 import struct
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomllib
 import torch
-
 from cli_helpers import run_cli  # noqa: E402
-from adaptau_cli.config import PreprocessConfig, TrainConfig
+
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(epochs=2, batch_size=256, num_negatives=32, lr=0.01, warmup_epochs=1, threads=1, device="cpu",
@@ -37,7 +37,7 @@ def run_sub(args: list[str], home: Path, cwd: Path | None = None, timeout: int =
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Two trained tiny runs in a module-level store (never the user's cache)."""
     from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.train import train
+    from adaptau_cli.engine.trainer import train
 
     root = tmp_path_factory.mktemp("analysis_runs")
     with pytest.MonkeyPatch.context() as mp:
@@ -122,7 +122,7 @@ def _reference_recall(user_emb: torch.Tensor, item_emb: torch.Tensor, dataset, k
 
 def _run_and_dataset(run_dir: Path):
     """The loaded run and its dataset, reopened from the run's own settings in the fixture's store."""
-    from adaptau_cli.runs import load_run, open_run_dataset
+    from adaptau_cli.engine.runs import load_run, open_run_dataset
 
     run = load_run(run_dir)
     with pytest.MonkeyPatch.context() as mp:
@@ -239,7 +239,7 @@ def test_analyze_magnitude_on_a_bare_checkpoint_gives_c_and_d_only(runs, tmp_pat
 
 def test_recommend_original_ids_and_no_training_items(runs, tmp_path):
     from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.runs import load_run
+    from adaptau_cli.engine.runs import load_run
 
     ds = prepare_dataset(load_run(runs["adaptau"]).data_config)
     users_file = tmp_path / "users.txt"

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

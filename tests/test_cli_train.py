@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from adaptau_cli.cli import app
+from adaptau_cli.cli.app import app
 
 FAST = ["--epochs", "2", "--batch-size", "256", "--num-negatives", "32", "--lr", "0.01", "--warmup-epochs", "1",
         "--device", "cpu", "--threads", "1", "--seed", "3"]

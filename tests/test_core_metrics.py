@@ -6,8 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from adaptau_cli.evaluate import evaluate_embeddings
-from adaptau_cli.groups import popularity_groups
+from adaptau_cli.eval.groups import popularity_groups
+from adaptau_cli.eval.metrics import evaluate_embeddings
 
 
 def _reference(user_emb, item_emb, heldout, exclude, k):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from golden_cases import CASES, GOLDEN, run_case
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adaptau_cli.errors import UserError
-from adaptau_cli.groups import group_summary, head_mask, popularity_groups
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.eval.groups import group_summary, head_mask, popularity_groups
 
 
 def _zipf_pop(seed, n=3000):

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from adaptau_cli import io
+from adaptau_cli.base import files as io
 
 
 def test_atomic_write_gives_usual_mode_and_content(tmp_path):

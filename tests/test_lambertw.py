@@ -7,7 +7,7 @@ import pytest
 import scipy.special
 import torch
 
-from adaptau_cli.lambertw import BRANCH_POINT, lambertw
+from adaptau_cli.method.lambertw import BRANCH_POINT, lambertw
 
 
 def test_matches_scipy_on_a_wide_grid():

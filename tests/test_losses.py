@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaptau_cli import losses as L
+from adaptau_cli.method import losses as L
 
 B, M, N_USERS, N_ITEMS, D = 6, 5, 7, 9, 4
 

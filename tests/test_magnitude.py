@@ -10,10 +10,16 @@ import pytest
 from analysis_fakes import FakeRun, fake_history, long_tail_dataset
 from scipy.stats import rankdata
 
-from adaptau_cli.config import EvaluateConfig
-from adaptau_cli.evaluate import evaluate_dataset
-from adaptau_cli.groups import popularity_groups
-from adaptau_cli.magnitude import (analyze_run, group_means, history_series, spearman, summary_rows)
+from adaptau_cli.base.settings import EvaluateConfig
+from adaptau_cli.eval.groups import popularity_groups
+from adaptau_cli.workflows.evaluate import evaluate_dataset
+from adaptau_cli.workflows.magnitude import (
+    analyze_run,
+    group_means,
+    history_series,
+    spearman,
+    summary_rows,
+)
 
 
 def test_history_series_orders_groups_numerically_and_epochs():

@@ -14,13 +14,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from adaptau_cli.config import EvaluateConfig
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.settings import EvaluateConfig
 from adaptau_cli.data.dataset import PreparedDataset
-from adaptau_cli.errors import UserError
-from adaptau_cli.evaluate import (bias_metrics, block_size, evaluate_dataset, evaluate_embeddings,
-                                  gini, group_view, hit_matrix, score_topk, split_masks)
-from adaptau_cli.groups import head_mask, popularity_groups
-
+from adaptau_cli.eval.groups import head_mask, popularity_groups
+from adaptau_cli.eval.metrics import evaluate_embeddings, hit_matrix, split_masks
+from adaptau_cli.eval.popularity import bias_metrics, gini, group_view
+from adaptau_cli.eval.topk import block_size, score_topk
+from adaptau_cli.workflows.evaluate import evaluate_dataset
 
 # ---------------------------------------------------------------------------
 # slow references
@@ -121,7 +122,7 @@ def test_every_metric_matches_reference_on_a_larger_catalogue(levels):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n,k", [(300, 1), (300, 30), (1000, 10), (3043, 50)])
 def test_topk_selection_equals_stable_sort(dtype, n, k):
-    from adaptau_cli.evaluate import _topk_lowest_index
+    from adaptau_cli.eval.topk import _topk_lowest_index
 
     g = torch.Generator().manual_seed(n + k)
     rows = [torch.randn(n, generator=g),                                    # distinct scores
@@ -145,7 +146,7 @@ def test_topk_selection_with_a_tie_at_the_cut_across_chunks(n, k):
 
     The chunked path must notice that the tied item's chunk may have been left out.
     """
-    from adaptau_cli.evaluate import _topk_lowest_index
+    from adaptau_cli.eval.topk import _topk_lowest_index
 
     rng = np.random.default_rng(n + k)
     rows = []

@@ -9,11 +9,20 @@ import pytest
 from analysis_fakes import FakeRun, fake_history, long_tail_dataset
 from matplotlib.container import BarContainer
 
-from adaptau_cli.config import EvaluateConfig
-from adaptau_cli.magnitude import analyze_run
-from adaptau_cli.plots import (DPI, FILES, MAX_SCATTER_POINTS, group_colors, panel_size, plot_group_recall,
-                               plot_norm_vs_popularity, plot_norms_by_group, plot_positive_score,
-                               write_magnitude_plots)
+from adaptau_cli.base.settings import EvaluateConfig
+from adaptau_cli.workflows.magnitude import analyze_run
+from adaptau_cli.workflows.plots import (
+    DPI,
+    FILES,
+    MAX_SCATTER_POINTS,
+    group_colors,
+    panel_size,
+    plot_group_recall,
+    plot_norm_vs_popularity,
+    plot_norms_by_group,
+    plot_positive_score,
+    write_magnitude_plots,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

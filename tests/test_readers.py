@@ -7,8 +7,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from adaptau_cli.data.readers import Columns, detect_file_format, read_source, resolve_layout
-from adaptau_cli.errors import DataError, UserError
+from adaptau_cli.base.errors import DataError, UserError
+from adaptau_cli.data.readers import (
+    Columns,
+    detect_file_format,
+    read_source,
+    resolve_layout,
+)
 
 
 def write(path, text):

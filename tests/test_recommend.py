@@ -9,10 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
+from adaptau_cli.base.errors import UserError
 from adaptau_cli.data.dataset import PreparedDataset
-from adaptau_cli.errors import UserError
-from adaptau_cli.recommend import (parse_user_spec, recommend_embeddings, user_index,
-                                   write_recommendations)
+from adaptau_cli.workflows.recommend import (
+    parse_user_spec,
+    recommend_embeddings,
+    user_index,
+    write_recommendations,
+)
 
 
 @pytest.fixture

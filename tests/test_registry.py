@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from adaptau_cli.config import PreprocessConfig
+from adaptau_cli.base.errors import DataError, UserError
+from adaptau_cli.base.settings import PreprocessConfig
 from adaptau_cli.data import registry
 from adaptau_cli.data.prepare import prepare
 from adaptau_cli.data.registry import Entry, RemoteFile
-from adaptau_cli.errors import DataError, UserError
 
 TRAIN = "0 1 2 3\n1 2 3 4\n2 0 1 4\n"
 TEST = "0 4\n1 0\n2 3\n"

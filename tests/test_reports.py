@@ -10,11 +10,16 @@ import pytest
 from analysis_fakes import FakeRun, long_tail_dataset
 from rich.console import Console
 
-from adaptau_cli.config import EvaluateConfig
-from adaptau_cli.errors import UserError
-from adaptau_cli.evaluate import evaluate_dataset
-from adaptau_cli.reports import (evaluation_csv, evaluation_markdown, main_k, render_evaluation,
-                                 write_evaluation_report)
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.settings import EvaluateConfig
+from adaptau_cli.workflows.evaluate import evaluate_dataset
+from adaptau_cli.workflows.reports import (
+    evaluation_csv,
+    evaluation_markdown,
+    main_k,
+    render_evaluation,
+    write_evaluation_report,
+)
 
 
 @pytest.fixture(scope="module")

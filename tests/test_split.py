@@ -7,9 +7,9 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
+from adaptau_cli.base.errors import DataError, UserError
 from adaptau_cli.data import split as S
 from adaptau_cli.data.readers import RawData, Table
-from adaptau_cli.errors import DataError, UserError
 
 
 def random_log(seed=0, n=3000, n_users=120, n_items=80, with_time=True):

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from adaptau_cli.config import PreprocessConfig
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.settings import PreprocessConfig
 from adaptau_cli.data import store
 from adaptau_cli.data.prepare import list_datasets, prepare, prepare_dataset
 from adaptau_cli.data.synthetic import SPECS, generate
-from adaptau_cli.errors import UserError
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:

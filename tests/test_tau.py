@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaptau_cli import tau as T
 from adaptau_cli.data.dataset import PreparedDataset
-from adaptau_cli.estimate import estimate_tau
+from adaptau_cli.method import tau as T
+from adaptau_cli.workflows.estimate import estimate_tau
 
 
 def _random_model(seed=0, n=13, m=11, d=5, per_user=4):

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adaptau_cli.base.errors import DataError
 from adaptau_cli.data.readers import Columns, datetime_seconds, read_source
 from adaptau_cli.data.store import load_dataset
-from adaptau_cli.errors import DataError
-from cli_helpers import run_cli
 
 EVENTS = [dt.datetime(2020, 2, 1, 10, 0, s) for s in range(1, 8)]  # seven events, one second apart
 

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from adaptau_cli import train as train_mod
-from adaptau_cli.config import PreprocessConfig, TrainConfig
+from adaptau_cli.base.errors import TrainingDiverged, UserError
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
 from adaptau_cli.data.prepare import prepare_dataset
-from adaptau_cli.errors import TrainingDiverged, UserError
-from adaptau_cli.estimate import estimate_tau
-from adaptau_cli.evaluate import evaluate_embeddings, split_masks
-from adaptau_cli.runs import load_run, open_run_dataset
-from adaptau_cli.train import PUBLISHED_LABEL, train
+from adaptau_cli.engine import trainer as train_mod
+from adaptau_cli.engine.runs import load_run, open_run_dataset
+from adaptau_cli.engine.trainer import PUBLISHED_LABEL, train
+from adaptau_cli.eval.metrics import evaluate_embeddings, split_masks
+from adaptau_cli.workflows.estimate import estimate_tau
 
 TIMING = ["train_seconds", "eval_seconds"]
 

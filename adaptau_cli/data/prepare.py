@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from adaptau_cli import __version__
-from adaptau_cli.config import PreprocessConfig, to_dict
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.files import sha256_file
+from adaptau_cli.base.settings import PreprocessConfig, to_dict
 from adaptau_cli.data import readers, registry, split, store, synthetic
 from adaptau_cli.data.dataset import SPLITS, Interactions, PreparedDataset
-from adaptau_cli.errors import UserError
-from adaptau_cli.io import sha256_file
 
 # Options that say where things are, not what the data is: left out of the store key.
 _LOCATION_OPTIONS = ("mirror", "home", "source")
@@ -105,7 +105,7 @@ _NEW_OPTIONS = ("time_format",)
 
 def _status(message: str, quiet: bool):
     """A transient spinner on stderr while a dataset is built (terminals only, never with --quiet)."""
-    from adaptau_cli.ui import err_console, show_progress
+    from adaptau_cli.base.console import err_console, show_progress
 
     return err_console.status(message) if show_progress(quiet) else contextlib.nullcontext()
 

@@ -26,8 +26,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from adaptau_cli.errors import DataError, UserError
-from adaptau_cli.io import atomic_path
+from adaptau_cli.base.errors import DataError, UserError
+from adaptau_cli.base.files import atomic_path
 
 USER_AGENT = "adaptau (https://github.com/adaptau; dataset download)"
 
@@ -192,7 +192,7 @@ def download(rf: RemoteFile, dest: Path, quiet: bool = True, label: str | None =
     """
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
-    from adaptau_cli.ui import make_progress
+    from adaptau_cli.base.console import make_progress
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -33,9 +33,10 @@ import math
 
 import numpy as np
 
+from adaptau_cli.base.errors import DataError, UserError
 from adaptau_cli.data.dataset import Interactions
 from adaptau_cli.data.readers import RawData
-from adaptau_cli.errors import DataError, UserError
+from adaptau_cli.data.stats import gini
 
 SPLIT_METHODS = ("auto", "given", "random", "temporal-global", "temporal-user", "loo-last", "loo-random")
 TRAIN, VALID, TEST, DROPPED = 0, 1, 2, -1
@@ -412,17 +413,6 @@ def split_pool(pool: Pool, method: str, ratios: tuple[float, float, float], vali
 # ---------------------------------------------------------------------------
 # Statistics
 # ---------------------------------------------------------------------------
-
-def gini(counts: np.ndarray) -> float:
-    """Gini coefficient of a popularity vector (0 = uniform, -> 1 = all on one item)."""
-    x = np.sort(np.asarray(counts, dtype=np.float64))
-    n = x.shape[0]
-    total = x.sum()
-    if n == 0 or total == 0:
-        return 0.0
-    index = np.arange(1, n + 1)
-    return float((2.0 * (index * x).sum()) / (n * total) - (n + 1.0) / n)
-
 
 def split_stats(split: Interactions, n_items: int) -> dict[str, float | int]:
     """Users, items, interactions, density (interactions / (users x items) of the split), item Gini."""

@@ -37,8 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adaptau_cli.base.errors import UserError
 from adaptau_cli.data.dataset import SPLITS, Interactions, PreparedDataset
-from adaptau_cli.errors import UserError
 
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
@@ -166,9 +166,9 @@ def write_table(path: Path, columns: dict[str, np.ndarray | pa.Array]) -> None:
 
 
 def write_json_file(path: Path, obj: Any) -> None:
-    from adaptau_cli.io import _json_default
+    from adaptau_cli.base.files import json_default
 
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n", encoding="utf-8")
 
 
 def id_array(ids: np.ndarray) -> pa.Array:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptau_cli.lambertw import BRANCH_POINT, lambertw
+from adaptau_cli.method.lambertw import BRANCH_POINT, lambertw
 
 X_MAX = 1000.0  # upper clamp of the Lambert W argument (as published)
 

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from adaptau_cli import checkpoint
-from adaptau_cli.config import EvaluateConfig, PreprocessConfig, TrainConfig
-from adaptau_cli.ui import info
+from adaptau_cli.base.console import info
+from adaptau_cli.base.settings import EvaluateConfig, PreprocessConfig, TrainConfig
+from adaptau_cli.engine import checkpoint
 
 # (dataset, shared training settings) of each variant; both runs use the same budget
 FULL = ("synthetic", dict(epochs=20, warmup_epochs=5))
@@ -59,7 +59,7 @@ class QuickstartResult:
 def _train_or_reuse(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset, run_dir: Path,
                     quiet: bool) -> bool:
     """Train into ``run_dir``; a finished run is reused, an interrupted one resumed. True if reused."""
-    from adaptau_cli.train import train
+    from adaptau_cli.engine.trainer import train
 
     if (run_dir / "report.json").is_file() and (run_dir / checkpoint.BEST).is_file():
         return True
@@ -72,11 +72,11 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
                    threads: int | None = None, say: Callable[[str], None] | None = None) -> QuickstartResult:
     """Run the whole pipeline into ``out`` and return where everything is."""
     from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.estimate import estimate_tau
-    from adaptau_cli.evaluate import evaluate_runs
-    from adaptau_cli.magnitude import analyze_runs
-    from adaptau_cli.plots import write_magnitude_plots
-    from adaptau_cli.reports import write_evaluation_report
+    from adaptau_cli.workflows.estimate import estimate_tau
+    from adaptau_cli.workflows.evaluate import evaluate_runs
+    from adaptau_cli.workflows.magnitude import analyze_runs
+    from adaptau_cli.workflows.plots import write_magnitude_plots
+    from adaptau_cli.workflows.reports import write_evaluation_report
 
     say = say or (lambda msg: info(msg, quiet))
     t0 = time.perf_counter()
@@ -118,8 +118,8 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
     say(f"[bold]5/{steps}[/] analyze-magnitude: Figure 1 for both runs")
     results = analyze_runs(list(runs.values()), dataclasses.replace(eval_cfg, ks=(20,)), k=20)
     written, _ = write_magnitude_plots(results, out / "plots")
-    from adaptau_cli.io import write_json
-    from adaptau_cli.magnitude import summary_rows
+    from adaptau_cli.base.files import write_json
+    from adaptau_cli.workflows.magnitude import summary_rows
 
     write_json(out / "magnitude.json", {"runs": [r.to_dict() for r in results], "summary": summary_rows(results)})
 

@@ -52,7 +52,7 @@ def write_text(dest: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
-    return write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def write_parquet(dest: str | os.PathLike, frame) -> Path:
@@ -83,7 +83,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _json_default(obj: Any):
+def json_default(obj: Any):
     import numpy as np
 
     if isinstance(obj, (np.integer,)):

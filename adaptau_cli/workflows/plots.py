@@ -29,8 +29,8 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from adaptau_cli.io import atomic_path
-from adaptau_cli.magnitude import RunMagnitude
+from adaptau_cli.base.files import atomic_path
+from adaptau_cli.workflows.magnitude import RunMagnitude
 
 DPI = 110
 PANEL_W, PANEL_H = 4.2, 3.8
@@ -146,7 +146,7 @@ def plot_norm_vs_popularity(results: Sequence[RunMagnitude], seed: int = 0) -> F
     n_groups = max(r.n_groups for r in results)
     colors = group_colors(n_groups)
     rng = np.random.default_rng(seed)
-    from adaptau_cli.groups import popularity_groups
+    from adaptau_cli.eval.groups import popularity_groups
 
     for ax, r in zip(axes, results):
         pop, norms = r.popularity, r.item_norms

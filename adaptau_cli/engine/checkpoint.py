@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptau_cli import io
-from adaptau_cli.errors import UserError
+from adaptau_cli.base import files as io
+from adaptau_cli.base.errors import UserError
 
 CHECKPOINT_FORMAT = "adaptau-checkpoint/1"
 LAST = "checkpoint-last.pt"   # the latest epoch: what --resume continues from

@@ -23,8 +23,8 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from adaptau_cli import __version__
-from adaptau_cli.errors import EXIT_INTERNAL, AdaptauError
-from adaptau_cli.ui import err_console
+from adaptau_cli.base.console import err_console
+from adaptau_cli.base.errors import EXIT_INTERNAL, AdaptauError
 
 _STATE = {"debug": False}
 
@@ -185,9 +185,9 @@ def preprocess_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Download or read a dataset, clean and split it, and store it as parquet (reused when unchanged)."""
-    from adaptau_cli.config import PreprocessConfig, build
+    from adaptau_cli.base.console import emit
+    from adaptau_cli.base.settings import PreprocessConfig, build
     from adaptau_cli.data.prepare import list_datasets, prepare
-    from adaptau_cli.ui import emit
 
     if list_:
         emit(list_datasets(home), as_json, _render_datasets)
@@ -202,8 +202,8 @@ def preprocess_cmd(
 @app.command("datasets")
 def datasets_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Show the dataset registry and the datasets prepared in the store."""
+    from adaptau_cli.base.console import emit
     from adaptau_cli.data.prepare import list_datasets
-    from adaptau_cli.ui import emit
 
     emit(list_datasets(home), as_json, _render_datasets)
 
@@ -272,7 +272,7 @@ SplitSeedOpt = Annotated[Optional[int], typer.Option(
 
 def _section_settings(cls, config_file, section: str, overrides: dict):
     """Settings of one [section] of a TOML file (absent section: defaults) < flags."""
-    from adaptau_cli import config as cfgmod
+    from adaptau_cli.base import settings as cfgmod
 
     if config_file is not None:
         data = cfgmod.read_toml(config_file)
@@ -284,7 +284,7 @@ def _section_settings(cls, config_file, section: str, overrides: dict):
 def _dataset_settings(config_file, dataset, source, format, user_col, item_col, rating_col, time_col, sep,
                       min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home,
                       time_format=None):
-    from adaptau_cli.config import PreprocessConfig
+    from adaptau_cli.base.settings import PreprocessConfig
 
     overrides = preprocess_overrides(dataset, source, format, user_col, item_col, rating_col, time_col, sep,
                                      min_rating, user_core, item_core, split, valid_ratio, split_seed, mirror, home,
@@ -381,12 +381,12 @@ def train_cmd(
     quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Train MF or LightGCN with a fixed, Adap-τ0 or Adap-τ temperature; write a run directory."""
-    from adaptau_cli.config import TrainConfig, legacy_train_defaults
+    from adaptau_cli.base.console import emit
+    from adaptau_cli.base.errors import UserError
+    from adaptau_cli.base.settings import TrainConfig, legacy_train_defaults
     from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.errors import UserError
-    from adaptau_cli.train import check_config
-    from adaptau_cli.train import train as run_training
-    from adaptau_cli.ui import emit
+    from adaptau_cli.engine.trainer import check_config
+    from adaptau_cli.engine.trainer import train as run_training
 
     if resume is not None:
         if out is not None and Path(out) != Path(resume):
@@ -420,7 +420,7 @@ def train_cmd(
     def render(p):
         from rich.table import Table
 
-        from adaptau_cli.ui import err_console
+        from adaptau_cli.base.console import err_console
 
         table = Table(title=f"{out}: best epoch {p['best_epoch']} of {p['epochs_run']} "
                             f"(selected on {p['selection']})")
@@ -456,11 +456,11 @@ def estimate_tau_cmd(
     as_json: JsonOpt = False, quiet: QuietOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Print tau0 and w0 = 1/tau0 with every ingredient (data-only prior; closed form given a checkpoint)."""
-    from adaptau_cli.config import TrainConfig
+    from adaptau_cli.base.console import emit
+    from adaptau_cli.base.settings import TrainConfig
     from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.estimate import estimate_tau
-    from adaptau_cli.runs import load_run, open_run_dataset
-    from adaptau_cli.ui import emit
+    from adaptau_cli.engine.runs import load_run, open_run_dataset
+    from adaptau_cli.workflows.estimate import estimate_tau
 
     run = load_run(checkpoint) if checkpoint is not None else None
     named = any(v is not None for v in (dataset, source, config))
@@ -483,7 +483,7 @@ def estimate_tau_cmd(
     def render(e):
         from rich.table import Table
 
-        from adaptau_cli.ui import err_console
+        from adaptau_cli.base.console import err_console
 
         table = Table(title=f"tau0 of {e['dataset']}", show_header=False)
         table.add_column("what")
@@ -530,8 +530,8 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (defaul
 def _eval_settings(config, split=None, k=None, groups=None, grouping=None, batch_users=None, device=None,
                    score=None):
     """EvaluateConfig: defaults < the [evaluate] section of --config (or its top level) < flags."""
-    from adaptau_cli import config as cfgmod
-    from adaptau_cli.evaluate import check_config
+    from adaptau_cli.base import settings as cfgmod
+    from adaptau_cli.workflows.evaluate import check_config
 
     overrides = dict(split=split, ks=_parse_ks(k) if k is not None else None, groups=groups, grouping=grouping,
                      batch_users=batch_users, device=device, score=score)
@@ -543,7 +543,7 @@ def _eval_settings(config, split=None, k=None, groups=None, grouping=None, batch
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
-    from adaptau_cli.errors import UserError
+    from adaptau_cli.base.errors import UserError
 
     try:
         ks = tuple(sorted({int(t) for t in text.replace(" ", "").split(",") if t}))
@@ -570,9 +570,13 @@ def evaluate_cmd(
     quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """Full-ranking metrics, per-popularity-group view and popularity bias of one or more runs."""
-    from adaptau_cli.evaluate import evaluate_runs
-    from adaptau_cli.reports import evaluation_payload, render_evaluation, write_evaluation_report
-    from adaptau_cli.ui import emit, info
+    from adaptau_cli.base.console import emit, info
+    from adaptau_cli.workflows.evaluate import evaluate_runs
+    from adaptau_cli.workflows.reports import (
+        evaluation_payload,
+        render_evaluation,
+        write_evaluation_report,
+    )
 
     cfg = _eval_settings(config, split, k, groups, grouping, batch_users, device, score)
     evals = evaluate_runs(runs, cfg, progress=lambda label: info(f"evaluated {label}", quiet))
@@ -592,10 +596,10 @@ def analyze_magnitude_cmd(
     device: DeviceOpt = None, quiet: QuietOpt = False, as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
     """The paper's Figure 1 for your runs: item-norm growth, positive score, per-group recall, norm vs popularity."""
-    from adaptau_cli.io import write_json
-    from adaptau_cli.magnitude import analyze_runs, summary_rows
-    from adaptau_cli.plots import write_magnitude_plots
-    from adaptau_cli.ui import emit
+    from adaptau_cli.base.console import emit
+    from adaptau_cli.base.files import write_json
+    from adaptau_cli.workflows.magnitude import analyze_runs, summary_rows
+    from adaptau_cli.workflows.plots import write_magnitude_plots
 
     cfg = _eval_settings(config, split, None, groups, grouping, None, device)
     results = analyze_runs(runs, cfg, k=k or 20)
@@ -611,7 +615,7 @@ def analyze_magnitude_cmd(
     def render(p):
         from rich.table import Table
 
-        from adaptau_cli.ui import err_console
+        from adaptau_cli.base.console import err_console
 
         kk = k or 20
         rows = p["summary"]
@@ -665,9 +669,9 @@ def recommend_cmd(
     device: DeviceOpt = None, quiet: QuietOpt = False, as_json: JsonOpt = False,
 ) -> None:
     """Top-K unseen items for given users, with your original user and item ids."""
-    from adaptau_cli.evaluate import resolve_device
-    from adaptau_cli.recommend import recommend, write_recommendations
-    from adaptau_cli.ui import emit, info
+    from adaptau_cli.base.console import emit, info
+    from adaptau_cli.base.runtime import resolve_device
+    from adaptau_cli.workflows.recommend import recommend, write_recommendations
 
     recs = recommend(run, users, k=k, skip_unknown=skip_unknown, exclude_seen=exclude_seen,
                      device=resolve_device(device or "auto"))
@@ -680,7 +684,7 @@ def recommend_cmd(
     def render(_):
         from rich.table import Table
 
-        from adaptau_cli.ui import err_console
+        from adaptau_cli.base.console import err_console
 
         table = Table(title=f"top-{k} for {recs.frame['user'].nunique()} user(s) ({recs.label})", title_justify="left")
         for col in ("user", "rank", "item", "score"):
@@ -707,8 +711,8 @@ def quickstart_cmd(
 
     Preprocess, estimate-tau, train no-norm and Adap-τ MF, evaluate, plot.
     """
-    from adaptau_cli.quickstart import run_quickstart
-    from adaptau_cli.ui import emit, err_console
+    from adaptau_cli.base.console import emit, err_console
+    from adaptau_cli.workflows.quickstart import run_quickstart
 
     result = run_quickstart(out, small=small, quiet=quiet or as_json, threads=threads)
 

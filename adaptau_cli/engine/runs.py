@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adaptau_cli.config import PreprocessConfig, TrainConfig, from_dict
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, from_dict
 from adaptau_cli.data.dataset import PreparedDataset
-from adaptau_cli.errors import UserError
+from adaptau_cli.engine import checkpoint
+from adaptau_cli.engine.trainer import model_embeddings
 from adaptau_cli.models import build_model
-from adaptau_cli import checkpoint
-from adaptau_cli.train import model_embeddings
 
 
 @dataclasses.dataclass(eq=False)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from adaptau_cli import tau as taumod
-from adaptau_cli.config import TrainConfig
+from adaptau_cli.base.settings import TrainConfig
 from adaptau_cli.data.dataset import PreparedDataset
+from adaptau_cli.method import tau as taumod
 
 
 @dataclasses.dataclass

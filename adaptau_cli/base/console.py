@@ -11,8 +11,14 @@ import sys
 from typing import Any, Callable
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 err_console = Console(stderr=True)
 
@@ -45,9 +51,9 @@ def info(message: str, quiet: bool = False) -> None:
 def emit(payload: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:
     """JSON on stdout with ``--json``; otherwise ``render`` draws rich tables on stderr."""
     if as_json:
-        from adaptau_cli.io import _json_default
+        from adaptau_cli.base.files import json_default
 
-        sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(payload, indent=2, default=json_default) + "\n")
         sys.stdout.flush()
     elif render is not None:
         render(payload)

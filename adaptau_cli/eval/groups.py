@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adaptau_cli.errors import UserError
+from adaptau_cli.base.errors import UserError
 
 GROUPINGS = ("mass", "count")
 

@@ -35,16 +35,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from adaptau_cli import checkpoint, io
-from adaptau_cli.config import PreprocessConfig, TrainConfig, dump_toml, to_dict
+from adaptau_cli.base import files as io
+from adaptau_cli.base.console import err_console, info, make_progress
+from adaptau_cli.base.errors import TrainingDiverged, UserError
+from adaptau_cli.base.runtime import resolve_device
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, to_dict
 from adaptau_cli.data.dataset import PreparedDataset
-from adaptau_cli.errors import TrainingDiverged, UserError
-from adaptau_cli.evaluate import METRICS, evaluate_embeddings, resolve_device, split_masks
-from adaptau_cli.groups import popularity_groups
-from adaptau_cli.losses import LOSSES, NEGATIVES, NORMS, batch_loss, maybe_normalize, normalize_flags
+from adaptau_cli.engine import checkpoint
+from adaptau_cli.eval.groups import popularity_groups
+from adaptau_cli.eval.metrics import METRICS, evaluate_embeddings, split_masks
+from adaptau_cli.method import tau as taumod
+from adaptau_cli.method.losses import (
+    LOSSES,
+    NEGATIVES,
+    NORMS,
+    batch_loss,
+    maybe_normalize,
+    normalize_flags,
+)
 from adaptau_cli.models import MODELS, build_model
-from adaptau_cli import tau as taumod
-from adaptau_cli.ui import err_console, info, make_progress
 
 TAU_MODES = ("fixed", "adap-tau0", "adap-tau", "none")
 PUBLISHED_LABEL = "test (published protocol)"

@@ -25,11 +25,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from adaptau_cli.config import EvaluateConfig
-from adaptau_cli.errors import UserError
-from adaptau_cli.evaluate import (check_config, evaluate_dataset, open_runs, resolve_device, run_info,
-                                  run_label)
-from adaptau_cli.groups import popularity_groups
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.runtime import resolve_device
+from adaptau_cli.base.settings import EvaluateConfig
+from adaptau_cli.eval.groups import popularity_groups
+from adaptau_cli.workflows.evaluate import (
+    check_config,
+    evaluate_dataset,
+    open_runs,
+    run_info,
+    run_label,
+)
 
 _NORM_COL = re.compile(r"^item_norm_g(\d+)$")
 
@@ -141,11 +147,11 @@ def analyze_run(run_or_checkpoint, cfg: EvaluateConfig | None = None, k: int = 2
     cfg = check_config(cfg or EvaluateConfig())
     run = run_or_checkpoint
     if isinstance(run, (str, Path)):
-        from adaptau_cli.runs import load_run
+        from adaptau_cli.engine.runs import load_run
 
         run = load_run(run, device=resolve_device(cfg.device))
     if dataset is None:
-        from adaptau_cli.runs import open_run_dataset
+        from adaptau_cli.engine.runs import open_run_dataset
 
         dataset = open_run_dataset(run)
     user_emb, item_emb = run.scoring_embeddings(dataset)

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from adaptau_cli.errors import UserError
-from adaptau_cli.evaluate import resolve_device, run_label, score_topk
-from adaptau_cli.io import write_json, write_parquet, write_text
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.files import write_json, write_parquet, write_text
+from adaptau_cli.base.runtime import resolve_device
+from adaptau_cli.eval.topk import score_topk
+from adaptau_cli.workflows.evaluate import run_label
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".json")
 _USER_COLUMNS = ("user", "user_id", "userid", "users", "uid")
@@ -135,7 +137,7 @@ def recommend(run_or_checkpoint, users: str | Path | Sequence[str], k: int = 20,
               exclude_seen: bool = False, device: str = "auto", batch_users: int = 1024,
               dataset=None) -> Recommendations:
     """Top-``k`` recommendations of a run directory, checkpoint or ``LoadedRun``."""
-    from adaptau_cli.runs import load_run, open_run_dataset
+    from adaptau_cli.engine.runs import load_run, open_run_dataset
 
     run = run_or_checkpoint
     if isinstance(run, (str, Path)):

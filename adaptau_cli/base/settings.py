@@ -19,7 +19,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from adaptau_cli.errors import UserError
+from adaptau_cli.base.errors import UserError
 
 T = TypeVar("T")
 

@@ -14,9 +14,11 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from adaptau_cli.errors import UserError
-from adaptau_cli.evaluate import BIAS_METRICS, METRICS, SplitEvaluation
-from adaptau_cli.io import write_json, write_text
+from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.files import write_json, write_text
+from adaptau_cli.eval.metrics import METRICS
+from adaptau_cli.eval.popularity import BIAS_METRICS
+from adaptau_cli.workflows.evaluate import SplitEvaluation
 
 REPORT_SUFFIXES = (".md", ".csv", ".json")
 BIAS_NAMES = {"arp": "ARP (mean training popularity of recommended items)",
@@ -172,7 +174,7 @@ def render_evaluation(evals: Sequence[SplitEvaluation], console=None) -> None:
     """Side-by-side rich tables: accuracy, bias, and the per-group recall contribution."""
     from rich.table import Table
 
-    from adaptau_cli.ui import err_console
+    from adaptau_cli.base.console import err_console
 
     console = console or err_console
     if not evals:

@@ -1,0 +1,1 @@
+"""eval layer of adaptau (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""method layer of adaptau (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""workflows layer of adaptau (see docs/ARCHITECTURE.md)."""
