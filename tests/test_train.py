@@ -207,18 +207,18 @@ def test_early_stopping_keeps_the_best_checkpoint(sample, tmp_path, monkeypatch)
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(sample, tmp_path, monkeypatch):
     data_cfg, ds = sample
-    real = train_mod.batch_loss
     calls = {"n": 0}
     per_epoch = -(-len(ds.train) // 256)
 
-    def poisoned(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == per_epoch + 3:               # epoch 2, batch 3
-            out.loss = out.loss * float("nan")
-        return out
+    class Poisoned(train_mod.AdapTauLoss):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            calls["n"] += 1
+            if calls["n"] == per_epoch + 3:               # epoch 2, batch 3
+                out.loss = out.loss * float("nan")
+            return out
 
-    monkeypatch.setattr(train_mod, "batch_loss", poisoned)
+    monkeypatch.setattr(train_mod, "AdapTauLoss", Poisoned)
     with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 3.*checkpoint-last.pt \(epoch 1\)"):
         train(quick(epochs=3), data_cfg, ds, tmp_path / "nan")
     assert torch.load(tmp_path / "nan" / "checkpoint-last.pt", weights_only=True)["epoch"] == 1

@@ -23,7 +23,7 @@ from adaptau_cli.base.errors import UserError
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, from_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
-from adaptau_cli.engine.trainer import model_embeddings
+from adaptau_cli.engine.backbone import scoring_embeddings
 from adaptau_cli.models import build_model
 
 
@@ -55,9 +55,10 @@ class LoadedRun:
         self.check_dataset(dataset)
         norm = self.train_config.norm if norm is None else norm
         if norm not in self._cache:
-            if getattr(self.model, "graph", "absent") is None:  # LightGCN: rebuild the training graph
-                self.model.set_graph(dataset.train.users, dataset.train.items)
-            self._cache[norm] = model_embeddings(self.model, norm)
+            bind = getattr(self.model, "bind", None)
+            if callable(bind) and not self._cache:   # a graph model (LightGCN) rebuilds its training graph
+                bind(dataset.train.users, dataset.train.items)
+            self._cache[norm] = scoring_embeddings(self.model, norm)
         return self._cache[norm]
 
     def scoring_embeddings(self, dataset: PreparedDataset) -> tuple[torch.Tensor, torch.Tensor]:

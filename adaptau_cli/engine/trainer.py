@@ -45,18 +45,17 @@ from adaptau_cli.engine import checkpoint
 from adaptau_cli.eval.groups import popularity_groups
 from adaptau_cli.eval.metrics import METRICS, evaluate_embeddings, split_masks
 from adaptau_cli.method import tau as taumod
-from adaptau_cli.method.losses import (
-    LOSSES,
-    NEGATIVES,
-    NORMS,
-    batch_loss,
-    maybe_normalize,
-    normalize_flags,
-)
+from adaptau_cli.engine.backbone import check_backbone, scoring_embeddings
+from adaptau_cli.method.losses import LOSSES, NEGATIVES, NORMS, AdapTauLoss, Negatives, l2_penalty
+from adaptau_cli.method.temperature import TAU_MODES, TemperatureController, TemperatureSettings
 from adaptau_cli.models import MODELS, build_model
 
-TAU_MODES = ("fixed", "adap-tau0", "adap-tau", "none")
 PUBLISHED_LABEL = "test (published protocol)"
+CUSTOM_PREFIX = "custom:"   # a run of a user's own backbone records its model as custom:ClassName
+
+
+def custom_model_name(model: torch.nn.Module) -> str:
+    return CUSTOM_PREFIX + type(model).__name__
 
 
 def selection_label(select_on: str) -> str:
@@ -90,7 +89,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if value not in allowed:
             raise UserError(f"unknown {name} {value!r} (expected one of {', '.join(allowed)})")
 
-    choice("model", cfg.model, MODELS)
+    if not cfg.model.startswith(CUSTOM_PREFIX):
+        choice("model", cfg.model, MODELS)
     choice("negatives", cfg.negatives, NEGATIVES)
     choice("loss", cfg.loss, LOSSES)
     choice("norm", cfg.norm, NORMS)
@@ -183,114 +183,10 @@ def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str, s
 
 
 # ---------------------------------------------------------------------------
-# embeddings as the model scores them
-# ---------------------------------------------------------------------------
-
-@torch.no_grad()
-def model_embeddings(model: torch.nn.Module, norm: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(scoring users, scoring items, raw items) in eval mode: ranking = inner product of the first two."""
-    was_training = model.training
-    model.eval()
-    try:
-        users, items = model()
-    finally:
-        model.train(was_training)
-    users, items = users.detach(), items.detach()
-    nu, ni = normalize_flags(norm)
-    return maybe_normalize(users, nu), maybe_normalize(items, ni), items
-
-
-# ---------------------------------------------------------------------------
-# temperatures of one epoch
-# ---------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class EpochTemperatures:
-    tau0: float
-    source: str
-    reason: str | None
-    tau0_raw: float
-    tau_u: torch.Tensor           # (n_users,) float64 on CPU (τ0 everywhere unless adap-tau)
-    w_neg: torch.Tensor | float   # 1/τ for the negatives: per-user table on the device, or a scalar
-    w_pos: torch.Tensor | float   # 1/τ for the positive logit
-    stats: taumod.ScoreStats | None = None   # μ+, μ, σ² of the epoch's starting embeddings (adaptive modes)
-    closed: float = float("nan")  # the closed-form τ0 of those embeddings, also during warm-up (unguarded)
-
-
-class TemperatureSchedule:
-    """Computes each epoch's τ0 / τ_u from the settings, the data and the current model."""
-
-    def __init__(self, cfg: TrainConfig, dataset: PreparedDataset):
-        self.cfg = cfg
-        self.n_users = dataset.n_users
-        activity = dataset.user_activity
-        self.users = taumod.filtered_users(activity, cfg.user_quantile_filter)
-        train = dataset.train
-        keep = np.zeros(dataset.n_users, dtype=bool)
-        keep[self.users] = True
-        sel = keep[train.users]
-        self.pair_users = train.users[sel]
-        self.pair_items = train.items[sel]
-        self.log_term = taumod.log_term(len(self.users), dataset.n_items, int(sel.sum()))
-        self.prior = taumod.prior_tau0(self.log_term, cfg.warmup_gap)
-        self.active = torch.as_tensor(activity > 0)
-
-    def for_epoch(self, epoch: int, model: torch.nn.Module, state: taumod.TauState,
-                  device: str, warm: bool) -> EpochTemperatures:
-        """Temperatures of ``epoch`` (1-based) given the state left by the previous epoch; ``warm``: at the prior."""
-        cfg = self.cfg
-        reason = None
-        raw = closed = float("nan")
-        stats = None
-        if cfg.tau_mode == "fixed":
-            tau0, source = float(cfg.tau), "fixed"
-        elif cfg.tau_mode == "none":
-            tau0, source = 1.0, "none"
-        else:
-            # measured every epoch, warm-up included, so the history shows what the closed form would say
-            stats = self._score_stats(model)
-            closed = self._closed_form(stats)
-            if warm:
-                tau0, source = self.prior, "prior"
-                tau0, reason = taumod.guard_tau0(tau0, self.prior, cfg.tau_min, cfg.tau_max)
-            else:
-                raw = closed
-                tau0, reason = taumod.guard_tau0(raw, self.prior, cfg.tau_min, cfg.tau_max)
-                source = "closed-form" if reason is None else "guarded"
-        if cfg.tau_mode == "adap-tau" and state.user_loss is not None:
-            tau_u = taumod.user_taus(tau0, state.user_loss, self.n_users, cfg.tau_baseline, cfg.tau_quantile,
-                                     cfg.tau_scale, mask=state.user_count > 0, tau_min=cfg.tau_min,
-                                     tau_max=cfg.tau_max)
-            w_table = (1.0 / tau_u).to(device=device, dtype=torch.float32)
-            w_neg = w_table
-            w_pos = w_table if cfg.tau_user_positive else 1.0 / tau0
-        else:
-            tau_u = torch.full((self.n_users,), tau0, dtype=torch.float64)
-            w_neg = w_pos = 1.0 / tau0
-        return EpochTemperatures(tau0, source, reason, raw, tau_u, w_neg, w_pos, stats, closed)
-
-    def _score_stats(self, model: torch.nn.Module) -> taumod.ScoreStats:
-        u, i, _ = model_embeddings(model, self.cfg.norm)
-        return taumod.score_stats(u, i, self.users, self.pair_users, self.pair_items)
-
-    def _closed_form(self, stats: taumod.ScoreStats) -> float:
-        if self.cfg.tau0_formula == "full":
-            return taumod.tau0_full(stats.mu_pos, stats.mu, stats.var_pos, stats.var, self.log_term)
-        return taumod.tau0_simplified(stats.mu_pos, stats.mu, self.log_term)
-
-
-def _tau_u_summary(tau_u: torch.Tensor, active: torch.Tensor) -> dict[str, float]:
-    vals = tau_u[active] if bool(active.any()) else tau_u
-    q = torch.quantile(vals, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
-    return {"tau_u_min": float(vals.min()), "tau_u_q10": float(q[0]), "tau_u_median": float(q[1]),
-            "tau_u_q90": float(q[2]), "tau_u_max": float(vals.max())}
-
-
-# ---------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------
 
-def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, warmup, history, cfg, data_cfg, dataset):
+def _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg, data_cfg, dataset):
     return {
         "format": checkpoint.CHECKPOINT_FORMAT,
         "train_config": to_dict(cfg),
@@ -303,9 +199,8 @@ def _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, warmup, 
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "rng": _rng_states(gen, device),
-        "tau_state": tau_state.to_dict(),
+        **temperatures.state_dict(),          # tau_state, warmup
         "early_stopping": dict(early),
-        "warmup": warmup.to_dict(),
         "history": list(history),
         "selection": selection_label(cfg.select_on),
     }
@@ -398,56 +293,48 @@ class _EpochPass:
     loss: float                         # mean row loss at the run's temperatures
     pos_score: float                    # mean positive-pair score
     seconds: float
-    user_loss: torch.Tensor | None      # (n_users,) mean loss at τ = 1 (Adap-τ's L_u), CPU
-    user_count: torch.Tensor | None     # (n_users,) training rows seen per user, CPU
 
 
-def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, n_users: int,
-                 temps: EpochTemperatures, progress, epoch: int, out: Path, done_epochs: int) -> _EpochPass:
+def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, criterion: AdapTauLoss,
+                 temperatures: TemperatureController, progress, epoch: int, out: Path,
+                 done_epochs: int) -> _EpochPass:
     """One optimizer pass over the shuffled pairs; raises TrainingDiverged on a non-finite loss."""
     device = batches.device
-    track = cfg.tau_mode == "adap-tau"
+    track = temperatures.tracks_user_loss
+    tau0 = temperatures.epoch.tau0
+    neg_l2_weight = cfg.num_negatives / batches.n_items
     model.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     pos_sum = torch.zeros((), dtype=torch.float64, device=device)
-    user_sum = torch.zeros(n_users, dtype=torch.float64, device=device) if track else None
-    user_cnt = torch.zeros(n_users, dtype=torch.float64, device=device) if track else None
     task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=batches.count, stats="")
     for b, (users, pos, negs) in enumerate(batches(gen)):
         user_table, item_table = model()
-        w_neg = temps.w_neg[users] if isinstance(temps.w_neg, torch.Tensor) else temps.w_neg
-        w_pos = temps.w_pos[users] if isinstance(temps.w_pos, torch.Tensor) else temps.w_pos
-        res = batch_loss(user_table, item_table, users, pos, negs, negatives=cfg.negatives,
-                         loss=cfg.loss, norm=cfg.norm, w_neg=w_neg, w_pos=w_pos,
-                         positive_in_denominator=cfg.positive_in_denominator, l2=cfg.l2,
-                         user_weight=model.user_weight, item_weight=model.item_weight,
-                         track_tau1=track, neg_l2_weight=cfg.num_negatives / batches.n_items)
+        w_neg, w_pos = temperatures.inverse_temperatures(users)
+        res = criterion(user_table.index_select(0, users), item_table.index_select(0, pos),
+                        Negatives.from_indices(cfg.negatives, item_table, negs), w_neg, w_pos, track)
+        if cfg.l2 > 0:
+            raw_users, raw_items = model.raw_tables()
+            res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
+                                             neg_l2_weight)
         value = float(res.loss.detach())
         if not math.isfinite(value):
-            _diverged(out, epoch, b, value, temps.tau0, start_epoch=done_epochs)
+            _diverged(out, epoch, b, value, tau0, start_epoch=done_epochs)
         optimizer.zero_grad(set_to_none=True)
         res.loss.backward()
         optimizer.step()
         loss_sum += res.row_loss.sum(dtype=torch.float64)
         pos_sum += res.pos_score.sum(dtype=torch.float64)
-        if track:
-            user_sum.index_add_(0, users, res.row_loss_tau1.to(torch.float64))
-            user_cnt.index_add_(0, users, torch.ones(users.shape[0], dtype=torch.float64, device=device))
+        temperatures.observe(users, res.row_loss_tau1)
         if progress.live.is_started and (b % 8 == 0 or b == batches.count - 1):
             rate = (b + 1) / max(time.perf_counter() - t0, 1e-9)
             progress.update(task, completed=b + 1,
-                            stats=f"{rate:.1f} batch/s  loss {value:.4f}  τ0 {temps.tau0:.4f}")
+                            stats=f"{rate:.1f} batch/s  loss {value:.4f}  τ0 {tau0:.4f}")
     progress.remove_task(task)
     epoch_loss = float(loss_sum) / batches.n_pairs
     if not math.isfinite(epoch_loss):
-        _diverged(out, epoch, batches.count - 1, epoch_loss, temps.tau0, start_epoch=done_epochs)
-    user_loss = user_count = None
-    if track:
-        user_count = user_cnt.cpu()
-        user_loss = user_sum.cpu() / user_count.clamp(min=1)
-    return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0,
-                      user_loss, user_count)
+        _diverged(out, epoch, batches.count - 1, epoch_loss, tau0, start_epoch=done_epochs)
+    return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0)
 
 
 def _update_early(early: dict[str, Any], metrics: dict[str, float], epoch: int, cfg: TrainConfig) -> bool:
@@ -497,15 +384,23 @@ def _epoch_line(cfg: TrainConfig, label: str, ks: tuple[int, ...], row: dict[str
     return text
 
 
-def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path | str,
-          resume: bool = False, quiet: bool = True) -> TrainResult:
+def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: PreparedDataset, out: Path | str,
+          resume: bool = False, quiet: bool = True, model: torch.nn.Module | None = None) -> TrainResult:
     """Train, validate and checkpoint a model on ``dataset``; write the run directory ``out``.
 
-    ``resume=True`` continues from ``out/checkpoint-last.pt`` (same dataset
-    fingerprint required) up to ``train_cfg.epochs``. Raises ``UserError`` for
-    bad settings, ``TrainingDiverged`` when the loss becomes NaN/inf (the last
-    good checkpoint is kept).
+    ``model``: any backbone (``models.protocol.Backbone``) to train instead of
+    the built-in ``train_cfg.model``; the run records it as ``custom:ClassName``
+    (a run directory of a custom model is evaluated from Python, with the model
+    in hand). ``data_cfg``: how the dataset was prepared (recorded in
+    config.toml; None for an in-memory dataset). ``resume=True`` continues from
+    ``out/checkpoint-last.pt`` (same dataset fingerprint required) up to
+    ``train_cfg.epochs``. Raises ``UserError`` for bad settings,
+    ``TrainingDiverged`` when the loss becomes NaN/inf (the last good
+    checkpoint is kept).
     """
+    if model is not None:
+        train_cfg = dataclasses.replace(train_cfg, model=custom_model_name(model))
+    data_cfg = data_cfg if data_cfg is not None else PreprocessConfig()
     cfg = check_config(train_cfg)
     out = Path(out)
     device = resolve_device(cfg.device)
@@ -516,31 +411,36 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
 
     # --- model, optimizer, randomness -------------------------------------------------
     _seed_everything(cfg.seed)
-    model = build_model(cfg.model, dataset.n_users, dataset.n_items, cfg.dim, cfg.layers, cfg.dropout)
-    if cfg.model == "lightgcn":
-        model.set_graph(dataset.train.users, dataset.train.items)
+    if model is None:
+        model = build_model(cfg.model, dataset.n_users, dataset.n_items, cfg.dim, cfg.layers, cfg.dropout)
+    elif cfg.dropout:
+        raise UserError("dropout is a setting of the built-in models; a custom model applies its own",
+                        hint="leave dropout at 0 and put dropout layers in your model")
+    check_backbone(model, dataset.n_users, dataset.n_items)
+    bind = getattr(model, "bind", None)
+    if callable(bind):                     # a graph model attaches the training graph (LightGCN)
+        bind(dataset.train.users, dataset.train.items)
     model.to(device)
     optimizer = make_optimizer(model, cfg.lr)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
-    tau_state = taumod.TauState()
+    temperatures = TemperatureController(TemperatureSettings.from_train_config(cfg), dataset.n_users,
+                                         dataset.n_items, dataset.train.users, dataset.train.items, device)
     early = {"best_epoch": 0, "best_value": -math.inf, "best_metrics": {}, "stopped": False}
-    adaptive = cfg.tau_mode in ("adap-tau0", "adap-tau")
-    warmup = taumod.Warmup(cfg.warmup_epochs if adaptive else 0, cfg.warmup_patience)
     history: list[dict[str, Any]] = []
     start = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_states(ckpt["rng"], gen, device, cfg.seed, int(ckpt["epoch"]), quiet)
-        tau_state = taumod.TauState.from_dict(ckpt["tau_state"])
+        temperatures.load_state_dict({"tau_state": ckpt["tau_state"],
+                                      "warmup": _restored_warmup(ckpt, temperatures.warmup).to_dict()})
         early = dict(ckpt["early_stopping"])
-        warmup = _restored_warmup(ckpt, warmup)
         history = list(ckpt["history"])
         start = int(ckpt["epoch"])
         info(f"resuming {out} after epoch {start}", quiet)
 
-    schedule = TemperatureSchedule(cfg, dataset)
+    criterion = AdapTauLoss(cfg.loss, cfg.norm, cfg.positive_in_denominator)
     groups = popularity_groups(dataset.item_popularity, cfg.groups, cfg.grouping)
     group_sizes = np.bincount(groups, minlength=cfg.groups)
     heldout, exclude = split_masks(dataset, select_split)
@@ -555,26 +455,25 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
     time_limited = False
     with progress:
         for epoch in range(start + 1, last_epoch + 1):
-            warm = warmup.active(epoch)
-            temps = schedule.for_epoch(epoch, model, tau_state, device, warm)
+            u_start, i_start, _ = scoring_embeddings(model, cfg.norm)
+            temps = temperatures.open_epoch(epoch, u_start, i_start)
+            del u_start, i_start
             if temps.reason:
                 info(f"[yellow]epoch {epoch}:[/] {temps.reason}", quiet)
-            done = _train_epoch(model, optimizer, gen, cfg, batches, dataset.n_users, temps, progress,
+            done = _train_epoch(model, optimizer, gen, cfg, batches, criterion, temperatures, progress,
                                 epoch, out, len(history))
-            tau_state = taumod.TauState(temps.tau0, temps.source, temps.reason, schedule.log_term,
-                                        temps.tau0_raw, done.user_loss, done.user_count)
 
             # --- evaluation and bookkeeping ---------------------------------------------
             t1 = time.perf_counter()
-            u_emb, i_emb, raw_items = model_embeddings(model, cfg.norm)
+            u_emb, i_emb, raw_items = scoring_embeddings(model, cfg.norm)
             norms = raw_items.norm(dim=1).double().cpu().numpy()
             row: dict[str, Any] = {"epoch": epoch, "loss": done.loss, "lr": optimizer.param_groups[0]["lr"],
                                    "tau0": temps.tau0, "w0": 1.0 / temps.tau0, "tau_source": temps.source,
-                                   "warmup": warm}
+                                   "warmup": temps.warmup}
             if temps.stats is not None:
                 row.update(tau0_closed=temps.closed, mu_pos=temps.stats.mu_pos, mu=temps.stats.mu,
                            score_gap=temps.stats.mu_pos - temps.stats.mu)
-            row.update(_tau_u_summary(temps.tau_u, schedule.active))
+            row.update(temperatures.summary())
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
             metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
             for k in ks:
@@ -591,15 +490,15 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
             history.append(row)
 
             improved = _update_early(early, metrics, epoch, cfg) if evaluated else False
-            ended = warmup.observe(epoch, metrics.get(cfg.monitor) if evaluated else None, cfg.monitor)
+            ended = temperatures.close_epoch(epoch, metrics.get(cfg.monitor) if evaluated else None, cfg.monitor)
             if ended:
                 info(f"epoch {epoch}: warm-up ends ({ended}); the closed form takes over "
-                     f"(it reads tau0 = {temps.closed:.4g} now, the prior was {schedule.prior:.4g})", quiet)
+                     f"(it reads tau0 = {temps.closed:.4g} now, the prior was {temperatures.prior:.4g})", quiet)
             new_lr = _maybe_decay_lr(early, optimizer, epoch, cfg) if evaluated else None
             if new_lr is not None:
                 info(f"epoch {epoch}: no {cfg.monitor} gain for {cfg.lr_decay_patience} epochs, "
                      f"lr -> {new_lr:.3g}", quiet)
-            state = _checkpoint(model, optimizer, gen, device, epoch, tau_state, early, warmup, history, cfg,
+            state = _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg,
                                 data_cfg, dataset)
             if improved:
                 checkpoint.save(out / checkpoint.BEST, state)
@@ -618,7 +517,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedD
                      f"continue with --resume {out}", quiet)
                 break
 
-    return _finish(out, cfg, data_cfg, dataset, model, history, early, warmup, tau_state, device, quiet,
+    return _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, device, quiet,
                    time_limited)
 
 
@@ -641,7 +540,7 @@ def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, star
                            hint="lower --lr, use a larger --tau or tau_min, or add --l2")
 
 
-def _finish(out, cfg, data_cfg, dataset, model, history, early, warmup, tau_state, device, quiet,
+def _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, device, quiet,
             time_limited: bool = False) -> TrainResult:
     """Reload the best checkpoint, measure it on valid and test, write report.json / report.md.
 
@@ -651,7 +550,7 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, warmup, tau_stat
     best_path = out / checkpoint.BEST
     if best_path.is_file():
         model.load_state_dict(checkpoint.load(best_path)["model"])
-    u_emb, i_emb, _ = model_embeddings(model, cfg.norm)
+    u_emb, i_emb, _ = scoring_embeddings(model, cfg.norm)
     ks = tuple(sorted({int(k) for k in cfg.ks}))
     valid_metrics = None
     if len(dataset.split("valid")):
@@ -664,6 +563,7 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, warmup, tau_stat
     frame = _history_frame(history)
     label = selection_label(cfg.select_on)
     last_tau0 = float(history[-1]["tau0"]) if history else float("nan")
+    warmup = temperatures.warmup
     report = {
         "selection": label,
         "monitor": cfg.monitor,

@@ -335,10 +335,163 @@ def _rows_of(w, start: int, end: int):
 
 @dataclasses.dataclass
 class BatchLoss:
-    loss: torch.Tensor                    # scalar: mean row loss + L2 term (what is back-propagated)
+    loss: torch.Tensor                    # scalar: mean row loss (+ the L2 term in ``batch_loss``), back-propagated
     row_loss: torch.Tensor                # (B,) detached, at the run's temperatures
     row_loss_tau1: torch.Tensor | None    # (B,) detached, at τ = 1 (for Adap-τ's L_u), if asked
     pos_score: torch.Tensor               # (B,) detached positive-pair scores f(u, i)
+
+
+@dataclasses.dataclass
+class Negatives:
+    """What a batch's rows are contrasted with; build one with the class methods.
+
+    ``items`` are raw (un-normalized) item vectors: the shared block (M, d), the
+    grouped blocks stacked (G·M, d), or the whole catalogue (m, d) for
+    ``per_row`` (sampled by ``index`` (B, M), scored in bounded memory) and
+    ``catalogue`` (the full softmax). ``in_batch`` uses the batch's own positives.
+    """
+
+    kind: str
+    items: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+    groups: int = 1
+
+    @classmethod
+    def shared(cls, block: torch.Tensor) -> "Negatives":
+        return cls("shared", block)
+
+    @classmethod
+    def grouped(cls, blocks: torch.Tensor, groups: int) -> "Negatives":
+        """``groups`` blocks of M rows stacked as (groups·M, d); block g serves row slice g of the batch."""
+        return cls("grouped", blocks, groups=int(groups))
+
+    @classmethod
+    def per_row(cls, catalogue: torch.Tensor, index: torch.Tensor) -> "Negatives":
+        return cls("per-row", catalogue, index)
+
+    @classmethod
+    def in_batch(cls) -> "Negatives":
+        return cls("in-batch")
+
+    @classmethod
+    def catalogue(cls, items: torch.Tensor) -> "Negatives":
+        return cls("all", items)
+
+    @classmethod
+    def from_indices(cls, kind: str, item_table: torch.Tensor, neg_items: torch.Tensor | None) -> "Negatives":
+        """The negatives a sampler drew as indices into ``item_table`` (see ``batch_loss`` for the shapes)."""
+        if kind not in NEGATIVES:
+            raise ValueError(f"unknown negatives {kind!r} (expected one of {', '.join(NEGATIVES)})")
+        if kind == "shared":
+            return cls.shared(item_table.index_select(0, neg_items))
+        if kind == "grouped":
+            return cls.grouped(item_table.index_select(0, neg_items.reshape(-1)), neg_items.shape[0])
+        if kind == "per-row":
+            return cls.per_row(item_table, neg_items)
+        if kind == "all":
+            return cls.catalogue(item_table)
+        return cls.in_batch()
+
+
+class AdapTauLoss(torch.nn.Module):
+    """Sampled softmax (or BPR) with per-row temperatures, for any model's user and item vectors.
+
+    ``forward(user_rows, pos_rows, negatives, w_neg, w_pos)`` takes the raw
+    vectors of a batch's users and positive items (normalized here, per
+    ``norm``), a ``Negatives`` and the inverse temperatures 1/τ (scalars or
+    (B,) tensors, e.g. from ``TemperatureController.inverse_temperatures``), and
+    returns a ``BatchLoss``: the mean row loss to back-propagate, the detached
+    per-row losses, and with ``track_tau1`` the per-row losses at τ = 1 that
+    Adap-τ's L_u is built from. The fused kernels (``FusedMatrixSoftmax``) run
+    underneath for shared, grouped, in-batch and all-item negatives. L2 is a
+    separate term on the raw tables: ``l2_penalty``.
+    """
+
+    def __init__(self, loss: str = "softmax", norm: str = "both", positive_in_denominator: bool = False,
+                 fused: bool = True, per_row_strategy: str = "auto"):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(LOSSES)})")
+        self.kind = loss
+        self.norm_users, self.norm_items = normalize_flags(norm)
+        self.positive_in_denominator = bool(positive_in_denominator)
+        self.fused = bool(fused)
+        self.per_row_strategy = per_row_strategy
+
+    def forward(self, user_rows: torch.Tensor, pos_rows: torch.Tensor, negatives: Negatives, w_neg=1.0, w_pos=1.0,
+                track_tau1: bool = False) -> BatchLoss:
+        nu, ni = self.norm_users, self.norm_items
+        softmax = self.kind == "softmax"
+        include = self.positive_in_denominator
+        B = user_rows.shape[0]
+        u = maybe_normalize(user_rows, nu)
+        p = maybe_normalize(pos_rows, ni)
+        pos = (u * p).sum(1)
+        mask = None
+        tau1 = None
+        kind = negatives.kind
+        use_fused = self.fused and softmax and kind not in ("per-row", "grouped")
+        if kind == "grouped":
+            blocks = maybe_normalize(negatives.items, ni).view(negatives.groups, -1, negatives.items.shape[-1])
+            bounds = group_bounds(B, negatives.groups)
+            if self.fused and softmax:
+                use_fused = True
+                parts = [fused_matrix_softmax(u[s:e], blocks[g], pos[s:e], _rows_of(w_neg, s, e),
+                                              _rows_of(w_pos, s, e), include, bounded=nu and ni,
+                                              want_tau1=track_tau1)
+                         for g, (s, e) in enumerate(bounds) if e > s]
+                rows = torch.cat([r for r, _ in parts])
+                tau1 = torch.cat([r1 for _, r1 in parts]) if track_tau1 else None
+            else:
+                neg = torch.cat([u[s:e] @ blocks[g].t() for g, (s, e) in enumerate(bounds) if e > s])
+        elif use_fused:
+            n = maybe_normalize(negatives.items, ni) if kind in ("shared", "all") else p
+            rows, rows1 = fused_matrix_softmax(u, n, pos, w_neg, w_pos, include, mask_diag=kind == "in-batch",
+                                               bounded=nu and ni, want_tau1=track_tau1)
+            tau1 = rows1 if track_tau1 else None
+        elif kind in ("shared", "all"):
+            neg = u @ maybe_normalize(negatives.items, ni).t()
+        elif kind == "per-row":
+            neg = per_row_scores(u, maybe_normalize(negatives.items, ni), negatives.index, self.per_row_strategy)
+        else:
+            neg = u @ p.t()
+            mask = ~torch.eye(B, dtype=torch.bool, device=u.device)
+
+        if not use_fused:
+            rows = (softmax_rows(pos, neg, w_neg, w_pos, include, mask) if softmax
+                    else bpr_rows(pos, neg, w_neg, w_pos, mask))
+            if track_tau1:
+                with torch.no_grad():
+                    tau1 = (softmax_rows(pos.detach(), neg.detach(), 1.0, 1.0, include, mask) if softmax
+                            else bpr_rows(pos.detach(), neg.detach(), 1.0, 1.0, mask))
+        return BatchLoss(rows.mean(), rows.detach(), tau1, pos.detach())
+
+
+def l2_penalty(l2: float, user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor,
+               pos_items: torch.Tensor, negatives: str, neg_items: torch.Tensor | None,
+               neg_l2_weight: float = 1.0) -> torch.Tensor | float:
+    """``l2·(‖e_u‖² + ‖e_i‖² + Σ‖e_neg‖²)/(2B)`` on the raw tables (the published term; see the module docstring).
+
+    Each negative row counts as often as it is a negative of some row: per-row
+    by its draw count, shared B times, grouped by its slice's size, all-item by
+    ``neg_l2_weight`` (M/m) per row; in-batch adds nothing.
+    """
+    if l2 <= 0:
+        return 0.0
+    B = users.shape[0]
+    reg = user_table.index_select(0, users).pow(2).sum() + item_table.index_select(0, pos_items).pow(2).sum()
+    if negatives == "per-row":   # Σ_j count_j·‖e_j‖²: the same sum, without a B·M scatter in backward
+        counts = torch.bincount(neg_items.reshape(-1), minlength=item_table.shape[0]).to(item_table.dtype)
+        reg = reg + (counts * item_table.pow(2).sum(1)).sum()
+    elif negatives == "shared":
+        reg = reg + B * item_table.index_select(0, neg_items).pow(2).sum()
+    elif negatives == "grouped":   # block g is a negative of each of its slice's rows
+        sizes = torch.tensor([e - s for s, e in group_bounds(B, neg_items.shape[0])], dtype=item_table.dtype,
+                             device=item_table.device)
+        reg = reg + (sizes * item_table[neg_items].pow(2).sum((1, 2))).sum()
+    elif negatives == "all":
+        reg = reg + B * neg_l2_weight * item_table.pow(2).sum()
+    return l2 * reg / (2.0 * B)
 
 
 def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor,
@@ -348,7 +501,7 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
                user_weight: torch.Tensor | None = None, item_weight: torch.Tensor | None = None,
                track_tau1: bool = False, per_row_strategy: str = "auto", fused: bool = True,
                neg_l2_weight: float = 1.0) -> BatchLoss:
-    """The loss of one batch from the model's (user, item) tables.
+    """The loss of one batch from the model's (user, item) tables: ``AdapTauLoss`` plus ``l2_penalty``.
 
     ``neg_items``: (B, M) for per-row, (M,) for shared, (G, M) for grouped (row slice g of
     ``group_bounds(B, G)`` against block g), ignored for in-batch and all.
@@ -358,79 +511,11 @@ def batch_loss(user_table: torch.Tensor, item_table: torch.Tensor, users: torch.
     negatives (same numbers as the plain autograd path, which the tests check).
     ``neg_l2_weight``: with ``all``, the L2 weight of each item per row (M/m).
     """
-    if negatives not in NEGATIVES:
-        raise ValueError(f"unknown negatives {negatives!r} (expected one of {', '.join(NEGATIVES)})")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(LOSSES)})")
-    nu, ni = normalize_flags(norm)
-    B = users.shape[0]
-    u = maybe_normalize(user_table.index_select(0, users), nu)
-    p = maybe_normalize(item_table.index_select(0, pos_items), ni)
-    pos = (u * p).sum(1)
-    mask = None
-    tau1 = None
-    block = None                  # shared and all: one block of negative rows for the whole batch
-    if negatives == "all":
-        block = item_table
-    elif negatives == "shared":
-        block = item_table.index_select(0, neg_items)
-    use_fused = fused and loss == "softmax" and negatives not in ("per-row", "grouped")
-    if negatives == "grouped":
-        blocks = maybe_normalize(item_table.index_select(0, neg_items.reshape(-1)), ni).view(
-            *neg_items.shape, -1)
-        bounds = group_bounds(B, neg_items.shape[0])
-        if fused and loss == "softmax":
-            use_fused = True
-            parts = [fused_matrix_softmax(u[s:e], blocks[g], pos[s:e], _rows_of(w_neg, s, e), _rows_of(w_pos, s, e),
-                                          positive_in_denominator, bounded=nu and ni, want_tau1=track_tau1)
-                     for g, (s, e) in enumerate(bounds) if e > s]
-            rows = torch.cat([r for r, _ in parts])
-            tau1 = torch.cat([r1 for _, r1 in parts]) if track_tau1 else None
-        else:
-            neg = torch.cat([u[s:e] @ blocks[g].t() for g, (s, e) in enumerate(bounds) if e > s])
-    elif use_fused:
-        n = maybe_normalize(block, ni) if block is not None else p
-        rows, rows1 = fused_matrix_softmax(u, n, pos, w_neg, w_pos, positive_in_denominator,
-                                           mask_diag=negatives == "in-batch", bounded=nu and ni,
-                                           want_tau1=track_tau1)
-        tau1 = rows1 if track_tau1 else None
-    elif block is not None:
-        neg = u @ maybe_normalize(block, ni).t()
-    elif negatives == "per-row":
-        items = maybe_normalize(item_table, ni)
-        neg = per_row_scores(u, items, neg_items, per_row_strategy)
-    else:
-        neg = u @ p.t()
-        mask = ~torch.eye(B, dtype=torch.bool, device=u.device)
-
-    if not use_fused:
-        if loss == "softmax":
-            rows = softmax_rows(pos, neg, w_neg, w_pos, positive_in_denominator, mask)
-        else:
-            rows = bpr_rows(pos, neg, w_neg, w_pos, mask)
-        if track_tau1:
-            with torch.no_grad():
-                if loss == "softmax":
-                    tau1 = softmax_rows(pos.detach(), neg.detach(), 1.0, 1.0, positive_in_denominator, mask)
-                else:
-                    tau1 = bpr_rows(pos.detach(), neg.detach(), 1.0, 1.0, mask)
-    total = rows.mean()
-
+    criterion = AdapTauLoss(loss, norm, positive_in_denominator, fused, per_row_strategy)
+    out = criterion(user_table.index_select(0, users), item_table.index_select(0, pos_items),
+                    Negatives.from_indices(negatives, item_table, neg_items), w_neg, w_pos, track_tau1)
     if l2 > 0:
-        uw = user_table if user_weight is None else user_weight
-        iw = item_table if item_weight is None else item_weight
-        reg = uw.index_select(0, users).pow(2).sum() + iw.index_select(0, pos_items).pow(2).sum()
-        if negatives == "per-row":   # Σ_j count_j·‖e_j‖²: the same sum, without a B·M scatter in backward
-            counts = torch.bincount(neg_items.reshape(-1), minlength=iw.shape[0]).to(iw.dtype)
-            reg = reg + (counts * iw.pow(2).sum(1)).sum()
-        elif negatives == "shared":
-            reg = reg + B * iw.index_select(0, neg_items).pow(2).sum()
-        elif negatives == "grouped":   # block g is a negative of each of its slice's rows
-            sizes = torch.tensor([e - s for s, e in group_bounds(B, neg_items.shape[0])], dtype=iw.dtype,
-                                 device=iw.device)
-            reg = reg + (sizes * iw[neg_items].pow(2).sum((1, 2))).sum()
-        elif negatives == "all":
-            reg = reg + B * neg_l2_weight * iw.pow(2).sum()
-        total = total + l2 * reg / (2.0 * B)
-
-    return BatchLoss(total, rows.detach(), tau1, pos.detach())
+        out.loss = out.loss + l2_penalty(l2, user_table if user_weight is None else user_weight,
+                                         item_table if item_weight is None else item_weight, users, pos_items,
+                                         negatives, neg_items, neg_l2_weight)
+    return out

@@ -76,10 +76,16 @@ class LightGCN(nn.Module):
         nn.init.xavier_uniform_(self.user_weight)
         nn.init.xavier_uniform_(self.item_weight)
 
-    def set_graph(self, users: np.ndarray, items: np.ndarray) -> "LightGCN":
-        """Attach the training graph (needed before ``forward``)."""
+    def bind(self, users: np.ndarray, items: np.ndarray) -> "LightGCN":
+        """Attach the training graph (needed before ``forward``; the backbone protocol's optional hook)."""
         self.graph = normalized_adjacency(users, items, self.n_users, self.n_items, self.user_weight.device)
         return self
+
+    set_graph = bind
+
+    def raw_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer-0 tables (the L2 term and the magnitudes are taken on these)."""
+        return self.user_weight, self.item_weight
 
     def _apply(self, fn, *args, **kwargs):  # keep the graph on the module's device
         out = super()._apply(fn, *args, **kwargs)

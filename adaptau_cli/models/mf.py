@@ -28,6 +28,9 @@ class MF(nn.Module):
         nn.init.xavier_uniform_(self.user_weight)
         nn.init.xavier_uniform_(self.item_weight)
 
+    def raw_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_weight, self.item_weight
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         users = self.user_weight
         if self.training and self.dropout > 0:
