@@ -1,19 +1,85 @@
-"""adaptau: normalized-embedding recommenders with an adaptive temperature (Adap-tau, WWW 2023).
+"""adaptau: normalized-embedding recommenders with an adaptive temperature (Adap-τ, WWW 2023).
 
-The package is one engine with thin commands on top: every CLI command is a call
-to a function importable from here or from the submodules (``adaptau_cli.data``,
-``adaptau_cli.train``, ``adaptau_cli.evaluate`` ...).
+The public API, for a model of your own (see ``examples/custom_model.py`` and
+the README's "From Python")::
+
+    import adaptau_cli as at
+
+    data = at.prepare_dataset(at.PreprocessConfig(dataset="synthetic"))
+    result = at.train(at.TrainConfig(tau_mode="adap-tau"), None, data, "runs/mine", model=MyTwoTower(...))
+    users, items, _ = at.scoring_embeddings(model, "both")
+    print(at.evaluate(data, users, items).metrics["recall@20"])
+
+Pieces: ``TemperatureController`` (τ0 and τ_u for any training loop),
+``AdapTauLoss`` with ``Negatives`` and ``l2_penalty`` (the loss as a module),
+``Backbone`` (what a model must offer: ``forward()`` and ``raw_tables()``),
+``train`` (the trainer, for the built-in MF / LightGCN or any backbone),
+``evaluate`` / ``analyze_magnitude`` / ``recommend_embeddings`` on in-memory
+embeddings, and ``load_run`` / ``evaluate_run`` / ``recommend`` on run
+directories. Names are loaded on first use, so ``import adaptau_cli`` is cheap
+and changes nothing in the process (no environment variable, no thread setting).
 """
 
-import os as _os
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-# OpenMP threads that spin while waiting turn a busy 2-core machine into a
-# 10-100x slowdown (measured: a 1 s epoch took 95 s beside another job).
-# Passive waiting costs little on a quiet machine; a user's own setting wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# public name -> (module, attribute)
+_API: dict[str, tuple[str, str]] = {
+    # errors and settings
+    "AdaptauError": ("adaptau_cli.base.errors", "AdaptauError"),
+    "UserError": ("adaptau_cli.base.errors", "UserError"),
+    "DataError": ("adaptau_cli.base.errors", "DataError"),
+    "TrainingDiverged": ("adaptau_cli.base.errors", "TrainingDiverged"),
+    "PreprocessConfig": ("adaptau_cli.base.settings", "PreprocessConfig"),
+    "TrainConfig": ("adaptau_cli.base.settings", "TrainConfig"),
+    "EvaluateConfig": ("adaptau_cli.base.settings", "EvaluateConfig"),
+    # data
+    "prepare_dataset": ("adaptau_cli.data.prepare", "prepare_dataset"),
+    "PreparedDataset": ("adaptau_cli.data.dataset", "PreparedDataset"),
+    "synthetic_item_features": ("adaptau_cli.data.synthetic", "item_features"),
+    # the method
+    "TemperatureController": ("adaptau_cli.method.temperature", "TemperatureController"),
+    "TemperatureSettings": ("adaptau_cli.method.temperature", "TemperatureSettings"),
+    "EpochTemperatures": ("adaptau_cli.method.temperature", "EpochTemperatures"),
+    "AdapTauLoss": ("adaptau_cli.method.losses", "AdapTauLoss"),
+    "Negatives": ("adaptau_cli.method.losses", "Negatives"),
+    "l2_penalty": ("adaptau_cli.method.losses", "l2_penalty"),
+    # models
+    "Backbone": ("adaptau_cli.models.protocol", "Backbone"),
+    "MF": ("adaptau_cli.models.mf", "MF"),
+    "LightGCN": ("adaptau_cli.models.lightgcn", "LightGCN"),
+    # the engine
+    "train": ("adaptau_cli.engine.trainer", "train"),
+    "TrainResult": ("adaptau_cli.engine.trainer", "TrainResult"),
+    "scoring_embeddings": ("adaptau_cli.engine.backbone", "scoring_embeddings"),
+    "load_run": ("adaptau_cli.engine.runs", "load_run"),
+    # workflows
+    "evaluate": ("adaptau_cli.workflows.evaluate", "evaluate_dataset"),
+    "evaluate_run": ("adaptau_cli.workflows.evaluate", "evaluate_run"),
+    "analyze_magnitude": ("adaptau_cli.workflows.magnitude", "magnitude_from_arrays"),
+    "analyze_run": ("adaptau_cli.workflows.magnitude", "analyze_run"),
+    "write_magnitude_plots": ("adaptau_cli.workflows.plots", "write_magnitude_plots"),
+    "recommend_embeddings": ("adaptau_cli.workflows.recommend", "recommend_embeddings"),
+    "recommend": ("adaptau_cli.workflows.recommend", "recommend"),
+    "estimate_tau": ("adaptau_cli.workflows.estimate", "estimate_tau"),
+}
 
-from adaptau_cli.base.errors import AdaptauError, UserError  # noqa: E402
+__all__ = ["__version__", *_API]
 
-__all__ = ["__version__", "AdaptauError", "UserError"]
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _API[name]
+    except KeyError:
+        raise AttributeError(f"module 'adaptau_cli' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -58,14 +58,20 @@ SPECS: dict[str, SyntheticSpec] = {
 }
 
 
-def generate(spec: SyntheticSpec, seed: int = 2023) -> Table:
-    """Draw the interaction log (user, item, timestamp) for ``spec``; same seed, same table."""
-    rng = np.random.default_rng(seed)
+def _tastes(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user taste vectors, item taste vectors, item communities): the first draws of ``rng``."""
     centres = _unit(rng.standard_normal((spec.communities, spec.dim)))
     user_comm = rng.integers(0, spec.communities, spec.n_users)
     item_comm = rng.integers(0, spec.communities, spec.n_items)
     users = _unit(centres[user_comm] + spec.community_spread * rng.standard_normal((spec.n_users, spec.dim)))
     items = _unit(centres[item_comm] + spec.community_spread * rng.standard_normal((spec.n_items, spec.dim)))
+    return users, items, item_comm
+
+
+def generate(spec: SyntheticSpec, seed: int = 2023) -> Table:
+    """Draw the interaction log (user, item, timestamp) for ``spec``; same seed, same table."""
+    rng = np.random.default_rng(seed)
+    users, items, _ = _tastes(spec, rng)
 
     popularity_rank = rng.permutation(spec.n_items) + 1
     log_pop = -spec.zipf_exponent * np.log(popularity_rank.astype(np.float64))
@@ -96,6 +102,21 @@ def generate(spec: SyntheticSpec, seed: int = 2023) -> Table:
     timestamps = start[seg] + offset
     return Table(user=user_idx.astype(np.int64), item=item_idx.astype(np.int64), rating=None,
                  timestamp=timestamps.astype(np.int64))
+
+
+def item_features(name: str, item_ids: np.ndarray | None = None, seed: int = 2023, noise: float = 1.0) -> np.ndarray:
+    """Side features of a sample's items (float32): one-hot community, then the taste vector plus noise.
+
+    The features an item tower can use (``examples/custom_model.py``): informative
+    but not the answer (Gaussian noise of scale ``noise`` on each taste
+    coordinate). ``item_ids``: the original ids in the order wanted (a prepared
+    dataset's ``item_ids``); default every generated item in id order.
+    """
+    spec = SPECS[name]
+    _, items, item_comm = _tastes(spec, np.random.default_rng(seed))
+    noisy = items + noise * np.random.default_rng([seed, 1]).standard_normal(items.shape)
+    features = np.concatenate([np.eye(spec.communities)[item_comm], noisy], axis=1).astype(np.float32)
+    return features if item_ids is None else features[np.asarray(item_ids, dtype=np.int64)]
 
 
 def synthetic_raw(name: str, seed: int = 2023) -> RawData:

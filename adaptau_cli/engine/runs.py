@@ -24,6 +24,7 @@ from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, from_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
 from adaptau_cli.engine.backbone import scoring_embeddings
+from adaptau_cli.engine.trainer import CUSTOM_PREFIX
 from adaptau_cli.models import build_model
 
 
@@ -39,6 +40,7 @@ class LoadedRun:
     model: torch.nn.Module
     history: pd.DataFrame | None
     tau_state: dict[str, Any]
+    warmup: dict[str, Any] = dataclasses.field(default_factory=dict)   # when and why the warm-up ended
     device: str = "cpu"
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -105,15 +107,27 @@ def _resolve_checkpoint(path: Path) -> tuple[Path | None, Path]:
     raise UserError(f"run not found: {path}")
 
 
-def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
-    """Load a run directory or a checkpoint file; the model comes back in eval mode on ``device``."""
+def load_run(path: str | Path, device: str = "cpu", model: torch.nn.Module | None = None) -> LoadedRun:
+    """Load a run directory or a checkpoint file; the model comes back in eval mode on ``device``.
+
+    ``model``: a fresh instance of the backbone a custom run trained (its weights
+    are loaded into it); the built-in models are rebuilt from the run's settings.
+    """
     run_dir, ckpt_path = _resolve_checkpoint(Path(path))
     ckpt = checkpoint.load(ckpt_path)
     train_cfg = from_dict(TrainConfig, ckpt["train_config"], origin=str(ckpt_path))
     data_cfg = from_dict(PreprocessConfig, ckpt["data_config"], origin=str(ckpt_path))
-    model = build_model(train_cfg.model, int(ckpt["n_users"]), int(ckpt["n_items"]), train_cfg.dim,
-                        train_cfg.layers, train_cfg.dropout)
-    model.load_state_dict(ckpt["model"])
+    if model is None:
+        if train_cfg.model.startswith(CUSTOM_PREFIX):
+            raise UserError(f"{ckpt_path} was trained with a custom model ({train_cfg.model[len(CUSTOM_PREFIX):]})",
+                            hint="load it from Python: adaptau_cli.load_run(path, model=YourModel(...))")
+        model = build_model(train_cfg.model, int(ckpt["n_users"]), int(ckpt["n_items"]), train_cfg.dim,
+                            train_cfg.layers, train_cfg.dropout)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise UserError(f"{ckpt_path}: the weights do not fit {type(model).__name__} "
+                        f"({str(exc).splitlines()[0][:160]})") from None
     model.to(device).eval()
     history = None
     if run_dir is not None and (run_dir / "history.parquet").is_file():
@@ -123,7 +137,7 @@ def load_run(path: str | Path, device: str = "cpu") -> LoadedRun:
     return LoadedRun(run_dir=run_dir, checkpoint_path=ckpt_path, train_config=train_cfg, data_config=data_cfg,
                      dataset_fingerprint=ckpt["dataset_fingerprint"], dataset_name=ckpt.get("dataset_name", "?"),
                      epoch=int(ckpt["epoch"]), model=model, history=history, tau_state=ckpt.get("tau_state", {}),
-                     device=device)
+                     warmup=ckpt.get("warmup", {}), device=device)
 
 
 def open_run_dataset(run: LoadedRun) -> PreparedDataset:

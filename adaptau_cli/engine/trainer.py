@@ -42,12 +42,23 @@ from adaptau_cli.base.runtime import resolve_device
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, to_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
+from adaptau_cli.engine.backbone import check_backbone, scoring_embeddings
 from adaptau_cli.eval.groups import popularity_groups
 from adaptau_cli.eval.metrics import METRICS, evaluate_embeddings, split_masks
 from adaptau_cli.method import tau as taumod
-from adaptau_cli.engine.backbone import check_backbone, scoring_embeddings
-from adaptau_cli.method.losses import LOSSES, NEGATIVES, NORMS, AdapTauLoss, Negatives, l2_penalty
-from adaptau_cli.method.temperature import TAU_MODES, TemperatureController, TemperatureSettings
+from adaptau_cli.method.losses import (
+    LOSSES,
+    NEGATIVES,
+    NORMS,
+    AdapTauLoss,
+    Negatives,
+    l2_penalty,
+)
+from adaptau_cli.method.temperature import (
+    TAU_MODES,
+    TemperatureController,
+    TemperatureSettings,
+)
 from adaptau_cli.models import MODELS, build_model
 
 PUBLISHED_LABEL = "test (published protocol)"

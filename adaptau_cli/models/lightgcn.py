@@ -62,6 +62,8 @@ class _SymmetricSpmm(torch.autograd.Function):
 
 
 class LightGCN(nn.Module):
+    """LightGCN: layer-0 tables propagated over the training graph (``bind``), mean of layers 0..L."""
+
     def __init__(self, n_users: int, n_items: int, dim: int = 64, layers: int = 3, dropout: float = 0.0):
         super().__init__()
         self.n_users, self.n_items, self.dim = n_users, n_items, dim

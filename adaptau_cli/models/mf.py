@@ -15,6 +15,8 @@ from torch.nn import functional as F
 
 
 class MF(nn.Module):
+    """Matrix factorization: a free embedding per user and per item (dropout on the user table in training)."""
+
     def __init__(self, n_users: int, n_items: int, dim: int = 64, dropout: float = 0.0):
         super().__init__()
         self.n_users, self.n_items, self.dim = n_users, n_items, dim

@@ -23,6 +23,8 @@ import torch
 
 @runtime_checkable
 class Backbone(Protocol):
+    """A model the engine can train: full (user, item) tables out, raw parameter tables on request."""
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user embeddings (n_users, d), item embeddings (n_items, d)) as the model scores them."""
         ...
