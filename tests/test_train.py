@@ -197,7 +197,7 @@ def test_early_stopping_keeps_the_best_checkpoint(sample, tmp_path, monkeypatch)
 
     def fake_eval(*args, **kwargs):
         v = next(scores)
-        return type("R", (), {"metrics": {f"{m}@{k}": v for m in train_mod.METRICS for k in (10, 20)}})()
+        return type("R", (), {"metrics": {f"{m}@{k}": v for m in train_mod.metric_names() for k in (10, 20)}})()
 
     monkeypatch.setattr(train_mod, "evaluate_embeddings", fake_eval)
     res = train(quick(epochs=10, patience=3), data_cfg, ds, tmp_path / "e")

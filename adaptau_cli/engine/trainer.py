@@ -44,7 +44,7 @@ from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
 from adaptau_cli.engine.backbone import check_backbone, scoring_embeddings
 from adaptau_cli.eval.groups import popularity_groups
-from adaptau_cli.eval.metrics import METRICS, evaluate_embeddings, split_masks
+from adaptau_cli.eval.metrics import evaluate_embeddings, metric_names, split_masks
 from adaptau_cli.method import tau as taumod
 from adaptau_cli.method.losses import (
     LOSSES,
@@ -143,9 +143,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         if not ok:
             raise UserError(message)
     metric, _, k = cfg.monitor.partition("@")
-    if metric not in METRICS or not k.isdigit() or int(k) not in {int(x) for x in cfg.ks}:
+    if metric not in metric_names() or not k.isdigit() or int(k) not in {int(x) for x in cfg.ks}:
         raise UserError(f"--monitor {cfg.monitor!r} is not one of the computed metrics",
-                        hint=f"use METRIC@K with METRIC in {', '.join(METRICS)} and K in {list(cfg.ks)}")
+                        hint=f"use METRIC@K with METRIC in {', '.join(metric_names())} and K in {list(cfg.ks)}")
     return cfg
 
 
@@ -488,7 +488,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
             metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
             for k in ks:
-                for m in METRICS:
+                for m in metric_names():
                     row[f"{select_split}_{m}@{k}"] = metrics.get(f"{m}@{k}", float("nan"))
             group_norm = np.bincount(groups, weights=norms, minlength=cfg.groups) / np.maximum(group_sizes, 1)
             for g in range(cfg.groups):
@@ -654,7 +654,7 @@ def render_report_md(report: dict[str, Any]) -> str:
         ks = sorted({int(k.split("@")[1]) for k in metrics})
         lines += [f"## {title}", "", "| metric | " + " | ".join(f"@{k}" for k in ks) + " |",
                   "|---|" + "---|" * len(ks)]
-        for m in METRICS:
+        for m in metric_names():
             lines.append(f"| {m} | " + " | ".join(f"{metrics.get(f'{m}@{k}', float('nan')):.4f}" for k in ks) + " |")
         lines.append("")
     lines.append(f"_{report['test_note']}_")

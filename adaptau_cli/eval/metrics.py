@@ -10,7 +10,7 @@ One implementation serves training's validation and ``adaptau evaluate``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,7 +19,75 @@ import torch
 from adaptau_cli.base.errors import UserError
 from adaptau_cli.eval.topk import DEFAULT_MAX_BLOCK_BYTES, score_topk
 
-METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
+@dataclasses.dataclass
+class Ranked:
+    """What every metric of one cut-off K reads: per-user running sums over the first K ranks.
+
+    Arrays are per user (rows of ``hits``); ``k`` is the cut-off, ``kk`` = min(k,
+    list length). Computed once for the largest K by ``ranking_metrics``.
+    """
+
+    k: int
+    kk: int
+    n_relevant: np.ndarray       # |held-out| per user (float64)
+    hits: np.ndarray             # hits in the top K
+    dcg: np.ndarray              # DCG@K
+    idcg: np.ndarray             # ideal DCG over min(|held-out|, K)
+    ap: np.ndarray               # Σ_k P@k·rel_k over the top K
+    first: np.ndarray            # rank of the first hit (list length + 1 if none)
+
+
+MetricFn = Callable[[Ranked], np.ndarray]
+_REGISTRY: dict[str, MetricFn] = {}
+
+
+def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn(ranked) -> per-user values``; its mean over users is reported as ``name@K``.
+
+    Training's history, ``adaptau evaluate`` and every report (Markdown, CSV,
+    JSON, terminal) list the registered metrics, in registration order.
+    """
+    def add(fn: MetricFn) -> MetricFn:
+        _REGISTRY[name] = fn
+        return fn
+    return add
+
+
+def metric_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+@register_metric("recall")
+def recall(r: Ranked) -> np.ndarray:
+    return r.hits / r.n_relevant
+
+
+@register_metric("ndcg")
+def ndcg(r: Ranked) -> np.ndarray:
+    return r.dcg / r.idcg
+
+
+@register_metric("precision")
+def precision(r: Ranked) -> np.ndarray:
+    return r.hits / r.k
+
+
+@register_metric("hit")
+def hit(r: Ranked) -> np.ndarray:
+    return r.hits > 0
+
+
+@register_metric("mrr")
+def mrr(r: Ranked) -> np.ndarray:
+    return np.where(r.first <= r.kk, 1.0 / r.first, 0.0)
+
+
+@register_metric("map")
+def average_precision(r: Ranked) -> np.ndarray:
+    return r.ap / np.minimum(r.n_relevant, r.k)
+
+
+METRICS = metric_names()     # the built-in ones (``metric_names()`` also lists those registered later)
 
 
 @dataclasses.dataclass
@@ -54,7 +122,7 @@ def hit_matrix(topk: np.ndarray, users: np.ndarray, heldout: sp.csr_matrix) -> n
 
 
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Mean of each metric @K over the rows of ``hits`` (users with >= 1 held-out item).
+    """Mean of each registered metric @K over the rows of ``hits`` (users with >= 1 held-out item).
 
     Running sums over the ranks are computed once for the largest K; each K
     reads its column.
@@ -74,17 +142,13 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int])
     zeros = np.zeros(hits.shape[0])
     for k in ks:
         kk = min(k, width)
-        n_hits = cum_hits[:, kk - 1] if kk else zeros
-        dcg = cum_dcg[:, kk - 1] if kk else zeros
-        ap = cum_ap[:, kk - 1] if kk else zeros
         ideal_n = np.minimum(np.minimum(n_relevant, k), max(kk, 1)).astype(np.int64)
-        idcg = ideal[np.maximum(ideal_n, 1) - 1] if kk else np.ones_like(n_relevant)
-        out[f"recall@{k}"] = float(np.mean(n_hits / n_relevant))
-        out[f"ndcg@{k}"] = float(np.mean(dcg / idcg))
-        out[f"precision@{k}"] = float(np.mean(n_hits / k))
-        out[f"hit@{k}"] = float(np.mean(n_hits > 0))
-        out[f"mrr@{k}"] = float(np.mean(np.where(first <= kk, 1.0 / first, 0.0)))
-        out[f"map@{k}"] = float(np.mean(ap / np.minimum(n_relevant, k)))
+        ranked = Ranked(k=k, kk=kk, n_relevant=n_relevant,
+                        hits=cum_hits[:, kk - 1] if kk else zeros, dcg=cum_dcg[:, kk - 1] if kk else zeros,
+                        idcg=ideal[np.maximum(ideal_n, 1) - 1] if kk else np.ones_like(n_relevant),
+                        ap=cum_ap[:, kk - 1] if kk else zeros, first=first)
+        for name, fn in _REGISTRY.items():
+            out[f"{name}@{k}"] = float(np.mean(fn(ranked)))
     return out
 
 
@@ -96,7 +160,7 @@ def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, heldout:
     n_rel = np.diff(heldout.indptr)
     users = np.flatnonzero(n_rel > 0)
     if len(users) == 0:
-        return EvalResult({f"{m}@{k}": float("nan") for k in ks for m in METRICS}, 0, users,
+        return EvalResult({f"{m}@{k}": float("nan") for k in ks for m in metric_names()}, 0, users,
                           np.zeros((0, max(ks)), np.int64))
     topk = score_topk(user_emb, item_emb, users, exclude, max(ks), batch_users, max_block_bytes)
     hits = hit_matrix(topk, users, heldout)

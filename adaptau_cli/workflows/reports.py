@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from adaptau_cli.base.errors import UserError
 from adaptau_cli.base.files import write_json, write_text
-from adaptau_cli.eval.metrics import METRICS
+from adaptau_cli.eval.metrics import metric_names
 from adaptau_cli.eval.popularity import BIAS_METRICS
 from adaptau_cli.workflows.evaluate import SplitEvaluation
 
@@ -55,7 +55,7 @@ def table_rows(evals: Sequence[SplitEvaluation]) -> list[dict[str, Any]]:
 
     add("accuracy", "users", "", "", [ev.n_users for ev in evals])
     for k in ks:
-        for m in METRICS:
+        for m in metric_names():
             add("accuracy", m, k, "", [ev.metrics.get(f"{m}@{k}", float("nan")) for ev in evals])
     for k in ks:
         for m in BIAS_METRICS:
@@ -117,7 +117,7 @@ def evaluation_markdown(evals: Sequence[SplitEvaluation]) -> str:
     lines += ["", "## Accuracy", "", head.rstrip("\n")]
     lines.append("| users counted | " + " | ".join(str(ev.n_users) for ev in evals) + " |")
     for k in first.ks:
-        for m in METRICS:
+        for m in metric_names():
             lines.append(f"| {m}@{k} | " + " | ".join(_fmt(ev.metrics.get(f'{m}@{k}', float('nan')))
                                                     for ev in evals) + " |")
     lines += ["", "## Popularity bias of the top-K lists", "",
@@ -188,7 +188,7 @@ def render_evaluation(evals: Sequence[SplitEvaluation], console=None) -> None:
         acc.add_column(ev.label, justify="right")
     acc.add_row("users", *[str(ev.n_users) for ev in evals])
     for k in first.ks:
-        for m in METRICS:
+        for m in metric_names():
             acc.add_row(f"{m}@{k}", *[_fmt(ev.metrics.get(f"{m}@{k}", float("nan"))) for ev in evals])
     for k in first.ks:
         for m in BIAS_METRICS:
