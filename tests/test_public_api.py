@@ -105,3 +105,15 @@ def test_the_custom_model_example_runs_and_reports_the_package_metrics(tmp_path)
     assert abs(report["test_metrics"]["recall@20"] - float(found.group(1))) < 1e-4
     assert abs(report["test_metrics"]["ndcg@20"] - float(found.group(2))) < 1e-4
     assert (tmp_path / "tt" / "plots" / "norms_by_group.png").is_file()
+
+
+def test_the_readme_python_snippet_runs(tmp_path):
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    snippet = text.split("<!-- readme-python -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    env = dict(os.environ, ADAPTAU_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, env=env, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    recall = float(re.search(r"test recall@20 (\S+)", out.stdout).group(1))
+    assert 0.05 < recall <= 1.0
+    assert (tmp_path / "runs" / "readme-tower" / "report.json").is_file()
