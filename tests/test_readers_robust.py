@@ -130,8 +130,8 @@ def test_a_bare_cr_inside_a_line_ends_it_on_the_fast_and_the_slow_path(tmp_path)
     f.write_bytes(b"0 1 2\r3 4\n5 6\n")                          # universal newlines: three lines
     raw = read_source(f)
     assert raw.parts["all"].user.tolist() == [0, 0, 3, 5] and raw.parts["all"].item.tolist() == [1, 2, 4, 6]
-    assert raw.inputs["all"].cr == 1 and raw.notes == ["train.txt: 1 bare CR line end(s) read as line breaks "
-                                                       "(besides 2 LF)"]
+    assert raw.inputs["all"].cr == 1
+    assert raw.notes == ["train.txt: 1 bare CR line end(s) read as line breaks (besides 2 LF)"]
     # the slow path counts lines the same way: the bad token is on line 3, after the bare CR
     f.write_bytes(b"0 1 2\r3 4\n5 x\n")
     with pytest.raises(DataError, match=r"train\.txt:3: non-numeric id 'x'"):
@@ -169,6 +169,32 @@ def test_compressed_text_of_every_format_is_read_by_its_magic_bytes(tmp_path, fm
     assert pairs(raw) == EXPECTED_PAIRS
     assert raw.inputs["all"].compression == codec
     assert any("decompressed before reading" in note for note in raw.notes)
+
+
+def test_compressed_parquet(tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"user_id": [1, 2], "item_id": [3, 4]}), buf)
+    f = tmp_path / "x.parquet.gz"
+    f.write_bytes(gzip.compress(buf.getvalue()))
+    raw = read_source(f)
+    assert raw.format == "parquet" and pairs(raw) == [("1", "3"), ("2", "4")]
+
+
+def test_streamed_transcoding_keeps_characters_split_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_COPY_CHUNK", 3)           # every code unit and surrogate pair cut somewhere
+    text = "user,item\nJosé,caf\u00e9\n\U0001f600,\u4e2d\u6587\r\n"
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):
+        f = tmp_path / f"{encoding}.csv"
+        data = text.encode(encoding)
+        f.write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be" else data)
+        assert pairs(read_source(f)) == [("José", "café"), ("\U0001f600", "\u4e2d\u6587")]
+        f.write_bytes(gzip.compress(f.read_bytes()))
+        assert pairs(read_source(f)) == [("José", "café"), ("\U0001f600", "\u4e2d\u6587")]
 
 
 def test_a_compressed_split_folder(tmp_path):
@@ -222,10 +248,11 @@ def test_zstd_is_read_with_zstandard_or_refused_with_a_hint(tmp_path):
     (lambda: b"\x1f\x8b\x08" + bytes(range(200)), "is gzip-compressed but cannot be decompressed"),
     (lambda: gzip.compress(b"user,item\n" + b"1,2\n" * 5000)[:-40], "is gzip-compressed but cannot be decompressed"),
     (lambda: gzip.compress(bytes(range(256)) * 20), "looks like binary data (gzip-compressed)"),
-    (lambda: gzip.compress(gzip.compress(b"0 1\n")), "is gzip-compressed data (gzip-compressed)"),
+    (lambda: gzip.compress(gzip.compress(b"0 1\n")), "is compressed twice (gzip inside gzip)"),
+    (lambda: b"\x04\x22\x4d\x18" + bytes(40), "is lz4-compressed, which is not read directly"),
     (lambda: bz2.compress(b"0 1\n" * 100)[:20] + bytes(30), "is bzip2-compressed but cannot be decompressed"),
     (lambda: gzip.compress(b""), "file is empty"),
-], ids=["gzip-garbage", "gzip-truncated", "gzip-of-binary", "gzip-twice", "bz2-garbage", "gzip-of-nothing"])
+], ids=["gzip-garbage", "gzip-truncated", "gzip-of-binary", "gzip-twice", "lz4", "bz2-garbage", "gzip-of-nothing"])
 def test_broken_compressed_files_say_what_they_are(tmp_path, make, expect):
     f = tmp_path / "data.csv"
     f.write_bytes(make())
@@ -260,6 +287,7 @@ def test_compressed_and_utf16_sources_through_the_cli(tmp_path):
     ("1\t2\n3\t4\n", "tsv"),
     ("1\t2\t3\t4\n5\t6\t7\n", "udata"),              # no format fits every line: the first line's, to name line 2
     ("0 1 2\n1 2\n", "lightgcn"),
+    ("1\t2\t3\t 4\n5\t 6\t7\t8\n", "udata"),      # a space padding a tab-separated field is not a separator
 ])
 def test_detection_prefers_the_format_that_parses_the_whole_sample(tmp_path, text, fmt):
     f = tmp_path / "data.txt"
@@ -282,7 +310,7 @@ def test_mixed_tabs_and_spaces_read_as_lightgcn(tmp_path):
     g.write_text("".join(str(u) + "".join(seps[(u + k) % 4] + str(i) for k, i in enumerate(its)) + "\n"
                          for u, its in by_user.items()))
     got = preprocess(g)
-    assert got["source"]["format"] == "lightgcn" if "source" in got else True
+    assert got["source"]["format"] == "lightgcn"
     assert (got["n_users"], got["n_items"]) == (40, len({i for _, i in BIG_PAIRS}))
 
 
@@ -307,6 +335,9 @@ def test_bom_utf16_and_utf32_text_is_transcoded(tmp_path, fmt, encoding):
     raw = read_source(f)
     assert raw.format == fmt and pairs(raw) == EXPECTED_PAIRS
     assert raw.inputs["all"].crlf == len(render(fmt))
+    assert raw.inputs["all"].encoding == {"utf-16": "utf-16-le", "utf-32": "utf-32-le"}.get(encoding, encoding)
+    if encoding.startswith("utf-16"):
+        assert raw.notes == [f"{f.name}: {raw.inputs['all'].encoding.upper()} text, transcoded to UTF-8"]
 
 
 def test_errors_after_a_bom_name_the_right_line(tmp_path):
@@ -367,6 +398,31 @@ def test_control_characters_in_a_failing_file_are_escaped(tmp_path):
     assert err.value.one_line().isprintable() and ":3: expected 2 fields" in err.value.message
 
 
+@pytest.mark.parametrize("name,data,expect", [
+    ("x.csv", b"user,item\na,b\nc\x00,d\n", ":3: the user id contains the control character \\x00"),
+    ("x.tsv", b"user\titem\na\tb\x1f\n", ":2: the item id contains the control character \\x1f"),
+    ("ratings.dat", b"1::2::3::4\n1\x1f::2::3::4\n", ":2: contains the control character \\x1f"),
+    ("x.csv", b"user,item,time\na,b,2020-01-01\nc,d,2020-01-0\xff\n", ":3: not valid UTF-8 text (byte 0xff)"),
+    ("x.csv", b"user,item,rating\na,b,1\nc,d, \n", ":3: missing rating (an empty field)"),
+    ("x.csv", b'user,item,"rating,time\na,b,1,5\nc,d,2,6\n', ":1: unclosed quote in the header"),
+    ("train.txt", b"0 1\n1 +2\n", ":2: id '+2' has a '+' sign"),
+], ids=["nul-in-id", "unit-separator-in-id", "control-in-number", "bad-utf8-in-dates", "blank-rating",
+        "quote-in-header", "plus-sign"])
+def test_damage_found_by_fuzzing_is_named_by_line(tmp_path, name, data, expect):
+    f = tmp_path / name
+    f.write_bytes(data)
+    with pytest.raises(DataError) as err:
+        read_source(f)
+    assert err.value.message.startswith(f"{f}{expect}"), err.value.message
+    assert err.value.one_line().isprintable()
+
+
+def test_dates_outside_the_nanosecond_range_do_not_crash(tmp_path):
+    f = tmp_path / "old.csv"
+    f.write_text("user,item,timestamp\na,b,1000-01-01\nc,d,3000-01-01 00:00:01\n")
+    assert read_source(f).parts["all"].timestamp.tolist() == [-30610224000, 32503680001]
+
+
 # --------------------------------------------------------------------------- 5. pipes, FIFOs, stdin
 
 def test_a_fifo_is_refused_at_once(tmp_path):
@@ -405,9 +461,10 @@ def run_with_open_stdin(args: list[str]) -> tuple[int, str]:
 
 
 def test_dev_stdin_as_a_pipe_does_not_hang():
-    code, message = run_with_open_stdin([sys.executable, "-c", "from adaptau_cli.data.readers import read_source\n"
-                                         "try:\n    read_source('/dev/stdin')\nexcept Exception as e:\n"
-                                         "    print(type(e).__name__, e.one_line(), file=__import__('sys').stderr)"])
+    script = ("import sys\nfrom adaptau_cli.data.readers import read_source\n"
+              "try:\n    read_source('/dev/stdin')\nexcept Exception as e:\n"
+              "    print(type(e).__name__, e.one_line(), file=sys.stderr)")
+    code, message = run_with_open_stdin([sys.executable, "-c", script])
     assert code == 0, message
     assert message.startswith("UserError /dev/stdin (standard input): is a pipe (FIFO), not a regular file")
     assert "save it to a file first" in message

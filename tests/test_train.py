@@ -298,3 +298,26 @@ def test_resume_from_another_device_restarts_the_sampler(sample, tmp_path, capsy
     again = train(quick(epochs=2), data_cfg, ds, tmp_path / "r", resume=True, quiet=False)
     assert again.epochs_run == 2
     assert "negative sampler restarts" in capsys.readouterr().err
+
+
+def test_an_exploding_finite_loss_stops_the_run(sample, tmp_path):
+    """--norm none with an absurd lr reaches huge finite losses: stopped, not reported as a success."""
+    data_cfg, ds = sample
+    with pytest.raises(TrainingDiverged, match=r"the loss exploded to .* at epoch \d+, batch \d+"):
+        train(quick(epochs=6, norm="none", tau_mode="none", lr=50.0), data_cfg, ds, tmp_path / "x")
+
+
+def test_resume_refuses_changed_settings_and_records_allowed_changes(sample, tmp_path):
+    data_cfg, ds = sample
+    train(quick(epochs=2), data_cfg, ds, tmp_path / "r")
+    with pytest.raises(UserError, match=r"cannot resume .* lr was 0.01, now 0.001") as err:
+        train(quick(epochs=3, lr=1e-3), data_cfg, ds, tmp_path / "r", resume=True)
+    assert "epochs" in str(err.value.hint)
+    result = train(quick(epochs=3, patience=7), data_cfg, ds, tmp_path / "r", resume=True)
+    assert result.report["resumes"] == [{"after_epoch": 2, "changed": {"epochs": [2, 3], "patience": [50, 7]}}]
+
+
+def test_a_negative_seed_is_a_user_error(sample, tmp_path):
+    data_cfg, ds = sample
+    with pytest.raises(UserError, match="--seed must be a non-negative integer"):
+        train(quick(seed=-1), data_cfg, ds, tmp_path / "s")

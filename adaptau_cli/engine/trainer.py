@@ -116,6 +116,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         (cfg.num_negatives >= 1, f"--num-negatives must be >= 1, got {cfg.num_negatives}"),
         (cfg.negative_groups >= 1, f"--negative-groups must be >= 1, got {cfg.negative_groups}"),
         (cfg.dim >= 1, f"--dim must be >= 1, got {cfg.dim}"),
+        (0 <= cfg.seed < 2**63, f"--seed must be a non-negative integer, got {cfg.seed}"),
         (cfg.layers >= 0, f"--layers must be >= 0, got {cfg.layers}"),
         (cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}"),
         (cfg.l2 >= 0, f"--l2 must be >= 0, got {cfg.l2}"),
@@ -197,7 +198,8 @@ def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str, s
 # the run
 # ---------------------------------------------------------------------------
 
-def _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg, data_cfg, dataset):
+def _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg, data_cfg, dataset,
+                resumes):
     return {
         "format": checkpoint.CHECKPOINT_FORMAT,
         "train_config": to_dict(cfg),
@@ -213,6 +215,7 @@ def _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, histo
         **temperatures.state_dict(),          # tau_state, warmup
         "early_stopping": dict(early),
         "history": list(history),
+        "resumes": list(resumes),             # each resume: after which epoch, which settings changed
         "selection": selection_label(cfg.select_on),
     }
 
@@ -253,15 +256,35 @@ def _open_run_dir(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig, datas
             raise UserError(f"{last_path} was trained on dataset {ckpt.get('dataset_name')!r} "
                             f"(fingerprint {ckpt['dataset_fingerprint']}), not on {dataset.name!r} "
                             f"({dataset.fingerprint})", hint="resume with the same dataset options")
-        old = ckpt["train_config"]
-        for key in ("model", "dim", "layers"):
-            if old.get(key) != getattr(cfg, key):
-                raise UserError(f"cannot resume {out}: {key} was {old.get(key)!r}, now {getattr(cfg, key)!r}")
+        changed = _changed_settings(ckpt["train_config"], cfg)
+        refused = {k: v for k, v in changed.items() if k not in RESUME_MAY_CHANGE}
+        if refused:
+            what = ", ".join(f"{k} was {old!r}, now {new!r}" for k, (old, new) in sorted(refused.items()))
+            raise UserError(f"cannot resume {out} with other settings: {what}",
+                            hint="a resumed run continues with its own settings (only "
+                                 f"{', '.join(sorted(RESUME_MAY_CHANGE))} may change); start a new run "
+                                 "with --out to try others")
+        ckpt["resumes"] = list(ckpt.get("resumes", [])) + [
+            {"after_epoch": int(ckpt["epoch"]), "changed": {k: list(v) for k, v in changed.items()}}]
     elif last_path.exists():
         raise UserError(f"{out} already holds a run", hint=f"use --resume {out} to continue it, or another --out")
     out.mkdir(parents=True, exist_ok=True)
     _write_config(out, cfg, data_cfg)
     return ckpt
+
+
+# What a resumed run may change: how long and where it runs, not what it computes per epoch.
+RESUME_MAY_CHANGE = frozenset({"epochs", "time_limit", "threads", "device", "patience"})
+
+
+def _changed_settings(old: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Settings of ``cfg`` that differ from the checkpoint's (keys the checkpoint predates are skipped)."""
+    new = to_dict(cfg)
+    return {k: (old[k], new[k]) for k in old if k in new and _plain(old[k]) != _plain(new[k])}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 class _Batches:
@@ -308,7 +331,7 @@ class _EpochPass:
 
 def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, criterion: AdapTauLoss,
                  temperatures: TemperatureController, progress, epoch: int, out: Path,
-                 done_epochs: int) -> _EpochPass:
+                 done_epochs: int, early: dict[str, Any]) -> _EpochPass:
     """One optimizer pass over the shuffled pairs; raises TrainingDiverged on a non-finite loss."""
     device = batches.device
     track = temperatures.tracks_user_loss
@@ -329,8 +352,7 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
                                              neg_l2_weight)
         value = float(res.loss.detach())
-        if not math.isfinite(value):
-            _diverged(out, epoch, b, value, tau0, start_epoch=done_epochs)
+        _check_loss(value, early, out, epoch, b, tau0, done_epochs)
         optimizer.zero_grad(set_to_none=True)
         res.loss.backward()
         optimizer.step()
@@ -344,7 +366,7 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
     progress.remove_task(task)
     epoch_loss = float(loss_sum) / batches.n_pairs
     if not math.isfinite(epoch_loss):
-        _diverged(out, epoch, batches.count - 1, epoch_loss, tau0, start_epoch=done_epochs)
+        _diverged(out, epoch, batches.count - 1, f"the epoch's loss became {epoch_loss}", tau0, done_epochs)
     return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0)
 
 
@@ -439,8 +461,10 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
                                          dataset.n_items, dataset.train.users, dataset.train.items, device)
     early = {"best_epoch": 0, "best_value": -math.inf, "best_metrics": {}, "stopped": False}
     history: list[dict[str, Any]] = []
+    resumes: list[dict[str, Any]] = []
     start = 0
     if ckpt is not None:
+        resumes = list(ckpt.get("resumes", []))
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_states(ckpt["rng"], gen, device, cfg.seed, int(ckpt["epoch"]), quiet)
@@ -472,7 +496,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
             if temps.reason:
                 info(f"[yellow]epoch {epoch}:[/] {temps.reason}", quiet)
             done = _train_epoch(model, optimizer, gen, cfg, batches, criterion, temperatures, progress,
-                                epoch, out, len(history))
+                                epoch, out, len(history), early)
 
             # --- evaluation and bookkeeping ---------------------------------------------
             t1 = time.perf_counter()
@@ -510,7 +534,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
                 info(f"epoch {epoch}: no {cfg.monitor} gain for {cfg.lr_decay_patience} epochs, "
                      f"lr -> {new_lr:.3g}", quiet)
             state = _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg,
-                                data_cfg, dataset)
+                                data_cfg, dataset, resumes)
             if improved:
                 checkpoint.save(out / checkpoint.BEST, state)
             checkpoint.save(out / checkpoint.LAST, state)
@@ -529,7 +553,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
                 break
 
     return _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, device, quiet,
-                   time_limited)
+                   time_limited, resumes)
 
 
 def _restored_warmup(ckpt: dict[str, Any], fresh: taumod.Warmup) -> taumod.Warmup:
@@ -542,17 +566,34 @@ def _restored_warmup(ckpt: dict[str, Any], fresh: taumod.Warmup) -> taumod.Warmu
     return fresh
 
 
-def _diverged(out: Path, epoch: int, batch: int, value: float, tau0: float, start_epoch: int) -> None:
+# A batch loss this many times the run's first one (at least 1) is an explosion, not learning: the
+# softmax starts near log M and only falls; un-normalized scores that run away (--norm none with a
+# large lr) reach 1e27 while staying finite.
+EXPLODE_FACTOR = 1e4
+
+
+def _check_loss(value: float, early: dict[str, Any], out: Path, epoch: int, batch: int, tau0: float,
+                start_epoch: int) -> None:
+    """Stop on a non-finite loss, or on one that exploded past ``EXPLODE_FACTOR`` x the first batch's."""
+    if not math.isfinite(value):
+        _diverged(out, epoch, batch, f"the loss became {value}", tau0, start_epoch)
+    first = early.setdefault("first_loss", value)
+    if value > EXPLODE_FACTOR * max(abs(first), 1.0):
+        _diverged(out, epoch, batch, f"the loss exploded to {value:.4g} (more than {EXPLODE_FACTOR:g}x the first batch's "
+                                     f"{first:.4g})", tau0, start_epoch)
+
+
+def _diverged(out: Path, epoch: int, batch: int, what: str, tau0: float, start_epoch: int) -> None:
     last = out / checkpoint.LAST
     kept = (f"the last good checkpoint is kept at {last} (epoch {start_epoch})" if last.is_file()
             else "no checkpoint had been written yet")
-    raise TrainingDiverged(f"training diverged: the loss became {value} at epoch {epoch}, batch {batch + 1} "
+    raise TrainingDiverged(f"training diverged: {what} at epoch {epoch}, batch {batch + 1} "
                            f"(tau0 = {tau0:.4g}); {kept}",
                            hint="lower --lr, use a larger --tau or tau_min, or add --l2")
 
 
 def _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, device, quiet,
-            time_limited: bool = False) -> TrainResult:
+            time_limited: bool = False, resumes: list | None = None) -> TrainResult:
     """Reload the best checkpoint, measure it on valid and test, write report.json / report.md.
 
     A run cut by ``--time-limit`` gets a report too (flagged ``time_limited``), so
@@ -590,6 +631,7 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, de
                       "test numbers are optimistic") if cfg.select_on == "test" else
                      "epoch selected on the validation split; test measured once on the best checkpoint",
         "tau0_final": last_tau0,
+        "resumes": list(resumes or []),
         "warmup": {"ended_after_epoch": warmup.ended_after, "reason": warmup.reason,
                    "rule": (f"prior until {warmup.patience} evaluations without a {cfg.monitor} gain, "
                             f"at most {warmup.max_epochs} epochs") if warmup.patience else
