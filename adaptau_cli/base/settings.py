@@ -1,9 +1,11 @@
 """Typed settings: dataclasses, read from a TOML file, overridden by CLI flags.
 
-Every command builds its settings the same way: defaults from the dataclass,
-then the ``--config FILE.toml`` values (the whole file or its ``[section]``),
-then every flag the user actually gave (flags left at ``None`` do not override).
-``dump_toml`` writes a run's settings back so that ``config.toml`` reruns it.
+Every command builds its settings the same way, with ``build``: defaults from
+the dataclass, then the ``--config FILE.toml`` values (its ``[section]``, or the
+whole file when it has no sections), then every flag the user actually gave
+(flags left at ``None`` do not override); the settings that take one word of a
+fixed set are checked against ``CHOICES``. ``dump_toml`` writes a run's
+settings back so that ``config.toml`` reruns it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Any, Mapping, TypeVar, get_type_hints
+from typing import Any, Literal, Mapping, TypeVar, get_args, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,18 +36,39 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
 
 
+def section_values(config_file: str | Path | None, section: str | None) -> dict[str, Any] | None:
+    """What a TOML file holds for ``[section]``: that table, or the whole file when it has no
+    tables at all; ``None`` when there is no file, or only other sections (a run's config.toml
+    given to ``evaluate``)."""
+    if config_file is None:
+        return None
+    data = read_toml(config_file)
+    if section and isinstance(data.get(section), dict):
+        return data[section]
+    if any(isinstance(v, dict) for v in data.values()):
+        return None
+    return data
+
+
 def build(cls: type[T], config_file: str | Path | None = None, section: str | None = None,
-          overrides: Mapping[str, Any] | None = None) -> T:
-    """Defaults < TOML file (``[section]`` if present, else top level) < non-None overrides."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        data = read_toml(config_file)
-        if section and isinstance(data.get(section), dict):
-            data = data[section]
-        values.update(data)
-    if overrides:
-        values.update({k: v for k, v in overrides.items() if v is not None})
-    return from_dict(cls, values, origin=str(config_file) if config_file else "options")
+          overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None) -> T:
+    """The settings of a command: defaults < ``base`` < the file's ``[section]`` < non-None overrides.
+
+    ``base`` holds values that replace a default but not the file (a resumed run's
+    ``LEGACY_TRAIN_DEFAULTS``). An override that names one member of an ``EXCLUSIVE``
+    group (``dataset`` / ``source``) drops the others the file gave: a dataset named on
+    the command line replaces the file's. The result's choices are checked (``check_choices``).
+    """
+    from_file = section_values(config_file, section)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values = {**(base or {}), **(from_file or {})}
+    for group in EXCLUSIVE.get(cls, ()):
+        if any(k in given for k in group):
+            for k in group:
+                values.pop(k, None)
+    values.update(given)
+    cfg = from_dict(cls, values, origin=str(config_file) if from_file is not None else "options")
+    return check_choices(cfg)
 
 
 def from_dict(cls: type[T], values: Mapping[str, Any], origin: str = "options") -> T:
@@ -258,3 +281,85 @@ class EvaluateConfig:
     head_share: float = 0.2             # head = most popular items holding this share of interactions
     device: str = "auto"
     score: str = "model"                # model: as trained | raw: un-normalized inner product | raw^A: ‖e_i‖^A·cos
+
+
+# --------------------------------------------------------------------------
+# Choices: every setting that takes one word of a fixed set, typed and checked here.
+# --------------------------------------------------------------------------
+# The engine and the data layer check again (a library call skips the CLI); the messages match.
+Model = Literal["mf", "lightgcn"]
+Negatives = Literal["per-row", "shared", "grouped", "in-batch", "all"]
+Loss = Literal["softmax", "bpr"]
+Norm = Literal["both", "user", "item", "none"]
+TauMode = Literal["fixed", "adap-tau0", "adap-tau", "none"]
+TauBaseline = Literal["mean", "quantile"]
+Tau0Formula = Literal["simplified", "full"]
+SelectOn = Literal["valid", "test"]
+Grouping = Literal["mass", "count"]
+EvalSplit = Literal["valid", "test"]
+Format = Literal["auto", "lightgcn", "csv", "tsv", "recbole", "movielens", "udata", "parquet"]
+SplitMethod = Literal["auto", "given", "random", "temporal-global", "temporal-user", "loo-last", "loo-random"]
+
+CUSTOM_MODEL_PREFIX = "custom:"   # a run of a user's own backbone records its model as custom:ClassName
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One choice setting: the words it takes and how a wrong one is reported."""
+
+    label: str                          # as in the message: "unknown {label} 'x'"
+    kind: Any                           # the Literal of its words
+    expected: str | None = "one of"     # "(expected one of a, b)"; another text; None: no such part
+    hint: str | None = None
+    fold_case: bool = False             # 'CSV' is csv; an empty value is the first word (auto)
+    quote_folded: bool = False          # the message quotes the folded word, not the value as given
+    also: str | None = None             # a prefix that is accepted as well (custom models)
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return get_args(self.kind)
+
+    def check(self, value: Any) -> None:
+        word = str(value or self.values[0]).lower() if self.fold_case else value
+        if word in self.values or (self.also and isinstance(word, str) and word.startswith(self.also)):
+            return
+        message = f"unknown {self.label} {word if self.quote_folded else value!r}"
+        if self.expected == "one of":
+            message += f" (expected one of {', '.join(self.values)})"
+        elif self.expected:
+            message += f" (expected {self.expected})"
+        raise UserError(message, hint=self.hint)
+
+
+CHOICES: dict[type, dict[str, Choice]] = {
+    PreprocessConfig: {
+        "format": Choice("format", Format, None, fold_case=True, hint="use one of " + "|".join(get_args(Format))),
+        "split": Choice("split", SplitMethod, None, fold_case=True, quote_folded=True,
+                        hint=f"use one of {', '.join(get_args(SplitMethod))} or ratios like 0.8,0.1,0.1"),
+    },
+    TrainConfig: {
+        "model": Choice("model", Model, also=CUSTOM_MODEL_PREFIX),
+        "negatives": Choice("negatives", Negatives),
+        "loss": Choice("loss", Loss),
+        "norm": Choice("norm", Norm),
+        "tau_mode": Choice("tau mode", TauMode),
+        "tau_baseline": Choice("tau baseline", TauBaseline),
+        "tau0_formula": Choice("tau0 formula", Tau0Formula),
+        "select_on": Choice("select-on", SelectOn),
+        "grouping": Choice("grouping", Grouping),
+    },
+    EvaluateConfig: {
+        "split": Choice("split", EvalSplit, "'valid' or 'test'"),
+        "grouping": Choice("grouping", Grouping, "'mass' or 'count'"),
+    },
+}
+
+# Settings of which a command line gives one: naming one there drops the others a file gave.
+EXCLUSIVE: dict[type, tuple[tuple[str, ...], ...]] = {PreprocessConfig: (("dataset", "source"),)}
+
+
+def check_choices(cfg: T) -> T:
+    """Reject a setting outside its ``CHOICES`` with the one-line message the engine gives."""
+    for name, choice in CHOICES.get(type(cfg), {}).items():
+        choice.check(getattr(cfg, name))
+    return cfg

@@ -13,6 +13,7 @@ computes all of it, so the command shows exactly what training uses.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig

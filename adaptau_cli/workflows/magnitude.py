@@ -12,7 +12,9 @@ norms keep rising instead of converging. Four views make that visible:
 (d) raw item norm vs training popularity of the checkpoint, with Spearman's rho.
 
 (a) and (b) need the history; a bare checkpoint gives (c) and (d) only, and the
-result says so in ``notes``.
+result says so in ``notes``. ``write_magnitude_json`` writes the numbers as
+``magnitude.json`` (``analyze-magnitude``: next to its plots, by default in
+``default_plots_dir``, ``plots/`` of the first run).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.files import write_json
 from adaptau_cli.base.runtime import resolve_device
 from adaptau_cli.base.settings import EvaluateConfig
 from adaptau_cli.eval.groups import popularity_groups
@@ -192,3 +195,18 @@ def summary_rows(results: Sequence[RunMagnitude]) -> list[dict[str, Any]]:
             "spearman_norm_popularity": r.spearman,
         })
     return rows
+
+
+MAGNITUDE_JSON = "magnitude.json"
+
+
+def default_plots_dir(runs: Sequence[str | Path]) -> Path:
+    """Where the plots go unless told: ``plots/`` in the first run's directory (or the checkpoint's folder)."""
+    first = Path(runs[0])
+    return (first if first.is_dir() else first.parent) / "plots"
+
+
+def write_magnitude_json(results: Sequence[RunMagnitude], out_dir: str | Path) -> Path:
+    """``out_dir/magnitude.json``: every run's Figure 1 data and the summary rows, written atomically."""
+    return write_json(Path(out_dir) / MAGNITUDE_JSON,
+                      {"runs": [r.to_dict() for r in results], "summary": summary_rows(results)})

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from adaptau_cli.base.console import info
+from adaptau_cli.base.console import info, plain
 from adaptau_cli.base.settings import EvaluateConfig, PreprocessConfig, TrainConfig
 from adaptau_cli.engine import checkpoint
 
@@ -74,7 +74,7 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
     from adaptau_cli.data.prepare import prepare_dataset
     from adaptau_cli.workflows.estimate import estimate_tau
     from adaptau_cli.workflows.evaluate import evaluate_runs
-    from adaptau_cli.workflows.magnitude import analyze_runs
+    from adaptau_cli.workflows.magnitude import analyze_runs, write_magnitude_json
     from adaptau_cli.workflows.plots import write_magnitude_plots
     from adaptau_cli.workflows.reports import write_evaluation_report
 
@@ -89,7 +89,7 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
     dataset = prepare_dataset(data_cfg, quiet=True)
     say(f"      {dataset.n_users} users, {dataset.n_items} items, "
         f"{len(dataset.train)}/{len(dataset.split('valid'))}/{len(dataset.split('test'))} "
-        f"train/valid/test interactions" + (f" (store: {dataset.path})" if dataset.path else ""))
+        f"train/valid/test interactions" + (f" (store: {plain(dataset.path)})" if dataset.path else ""))
 
     base = TrainConfig(**common, threads=threads)
     est = estimate_tau(dataset, base)
@@ -102,7 +102,7 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
         cfg = dataclasses.replace(base, **settings)
         run_dir = out / "runs" / f"{name}-{run_name}"
         say(f"[bold]3/{steps}[/] train {run_name} ({i + 1}/{len(RUNS)}): MF, --norm {cfg.norm} --tau-mode "
-            f"{cfg.tau_mode}, {cfg.epochs} epochs -> {run_dir}")
+            f"{cfg.tau_mode}, {cfg.epochs} epochs -> {plain(run_dir)}")
         if _train_or_reuse(cfg, data_cfg, dataset, run_dir, quiet):
             reused.append(run_name)
             say("      (finished run found: reused)")
@@ -118,10 +118,7 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
     say(f"[bold]5/{steps}[/] analyze-magnitude: Figure 1 for both runs")
     results = analyze_runs(list(runs.values()), dataclasses.replace(eval_cfg, ks=(20,)), k=20)
     written, _ = write_magnitude_plots(results, out / "plots")
-    from adaptau_cli.base.files import write_json
-    from adaptau_cli.workflows.magnitude import summary_rows
-
-    write_json(out / "magnitude.json", {"runs": [r.to_dict() for r in results], "summary": summary_rows(results)})
+    write_magnitude_json(results, out)
 
     return QuickstartResult(
         out=out, dataset=name, dataset_path=str(dataset.path) if dataset.path else None,
