@@ -117,3 +117,13 @@ def test_the_readme_python_snippet_runs(tmp_path):
     recall = float(re.search(r"test recall@20 (\S+)", out.stdout).group(1))
     assert 0.05 < recall <= 1.0
     assert (tmp_path / "runs" / "readme-tower" / "report.json").is_file()
+
+
+def test_the_cli_entry_point_sets_the_passive_thread_policy_unless_the_user_did():
+    code = ("import os\nfrom adaptau_cli.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,  # noqa: E731
+                                   cwd=REPO, check=True).stdout.split()[-1]
+    assert run(env) == "PASSIVE"
+    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"

@@ -35,7 +35,8 @@ def train_cmd(*, data: TrainDataFlags, model: ModelFlags, out: OutOpt = None, re
     from adaptau_cli.base.console import emit
     from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, build
     from adaptau_cli.cli.render import render_train, train_payload
-    from adaptau_cli.engine.rundir import resolve_target, train_target
+    from adaptau_cli.engine.rundir import resolve_target
+    from adaptau_cli.workflows.training import train_target
 
     target = resolve_target(out=out, resume=resume, config=config)
     data_cfg = build(PreprocessConfig, target.config, "dataset", data.overrides())

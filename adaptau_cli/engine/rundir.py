@@ -62,14 +62,3 @@ def default_run_dir(data_cfg: PreprocessConfig, train_cfg: TrainConfig, root: st
         n += 1
         out = base.with_name(f"{base.name}-{n}")
     return out
-
-
-def train_target(target: RunTarget, train_cfg: TrainConfig, data_cfg: PreprocessConfig, quiet: bool = False):
-    """Check the settings, prepare the dataset and train into the target's run directory."""
-    from adaptau_cli.data.prepare import prepare_dataset
-    from adaptau_cli.engine.trainer import check_config, train
-
-    train_cfg = check_config(train_cfg)
-    dataset = prepare_dataset(data_cfg, quiet=quiet)
-    return train(train_cfg, data_cfg, dataset, target.run_dir(data_cfg, train_cfg), resume=target.resume,
-                 quiet=quiet)

@@ -19,7 +19,8 @@ from adaptau_cli.base.console import info
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.data.prepare import prepare_dataset
-from adaptau_cli.engine.trainer import TrainResult, train
+from adaptau_cli.engine.rundir import RunTarget
+from adaptau_cli.engine.trainer import TrainResult, check_config, train
 
 AUTO_VALID_RATIO = 0.1
 
@@ -42,5 +43,12 @@ def dataset_for_training(data_cfg: PreprocessConfig, train_cfg: TrainConfig,
 def train_run(train_cfg: TrainConfig, data_cfg: PreprocessConfig, out: str | Path, resume: bool = False,
               quiet: bool = True) -> TrainResult:
     """Prepare (or reuse) the dataset, carve a validation split if selection needs one, and train."""
-    data_cfg, dataset = dataset_for_training(data_cfg, train_cfg, quiet)
+    data_cfg, dataset = dataset_for_training(data_cfg, check_config(train_cfg), quiet)
     return train(train_cfg, data_cfg, dataset, out, resume=resume, quiet=quiet)
+
+
+def train_target(target: RunTarget, train_cfg: TrainConfig, data_cfg: PreprocessConfig,
+                 quiet: bool = False) -> TrainResult:
+    """``adaptau train``: check the settings, then ``train_run`` into the target's run directory."""
+    train_cfg = check_config(train_cfg)
+    return train_run(train_cfg, data_cfg, target.run_dir(data_cfg, train_cfg), resume=target.resume, quiet=quiet)
