@@ -141,9 +141,12 @@ def test_random_split_per_user_counts_follow_ratios():
         per_user[u][w] += 1
     for u, c in per_user.items():
         n = sum(c.values())
-        n_test = min(int(np.floor(n * 0.2 + 0.5)), n - 1)
         n_held = min(int(np.floor(n * 0.3 + 0.5)), n - 1)
+        # test is served first: the first held-out interaction is a test one (README: valid is given up first)
+        n_test = min(max(int(np.floor(n * 0.2 + 0.5)), 1 if n_held else 0), n_held)
         assert c[S.TEST] == n_test and c[S.VALID] == n_held - n_test and c[S.TRAIN] >= 1
+        if n_held:
+            assert c[S.TEST] >= 1
     share = np.bincount(which, minlength=3) / which.shape[0]
     assert abs(share[S.TEST] - 0.2) < 0.03 and abs(share[S.VALID] - 0.1) < 0.03
 

@@ -123,6 +123,9 @@ class DataFlags:
     item_core: ItemCoreOpt = None
     split: SplitOpt = None
     valid_ratio: ValidRatioOpt = None
+    drop_cold: Annotated[Optional[bool], typer.Option(
+        "--drop-cold", help="Remove valid/test interactions whose item never occurs in train (cold items); "
+                            "a store entry of its own.")] = None
     split_seed: SeedOpt = None
     mirror: MirrorOpt = None
     home: HomeOpt = None

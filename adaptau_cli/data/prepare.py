@@ -4,6 +4,12 @@
 is cheap when the dataset was prepared before: it resolves the input files,
 hashes them together with the options into the store key, and loads the
 existing folder. Only a new key (or ``force``) reads and cleans the raw data.
+
+A build holds the entry's lock (``store.entry_lock``): a second process asking
+for the same entry waits a few seconds and then reuses what the first built, or
+is told which pid is building it. A store root that is a file fails before any
+work; one that cannot be written fails before the raw data is read (reusing a
+prepared dataset from a read-only store still works).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 from adaptau_cli import __version__
 from adaptau_cli.base.errors import UserError
 from adaptau_cli.base.files import sha256_file
+from adaptau_cli.base.locks import sigterm_cleanup
 from adaptau_cli.base.settings import PreprocessConfig, to_dict
 from adaptau_cli.data import readers, registry, split, store, synthetic
 from adaptau_cli.data.dataset import SPLITS, Interactions, PreparedDataset
@@ -56,7 +63,7 @@ def prepare_dataset(cfg: PreprocessConfig, force: bool = False, quiet: bool = Tr
 def prepare(cfg: PreprocessConfig, force: bool = False, quiet: bool = True) -> PrepareResult:
     """Like ``prepare_dataset``, also saying where the store is and whether it was reused."""
     start = time.perf_counter()
-    root = store.store_root(cfg.home)
+    root = store.check_root(store.store_root(cfg.home))
     _check_options(cfg)
     ratios = split.parse_ratios(cfg.ratios)
     inp = _resolve_input(cfg, root, quiet)
@@ -66,41 +73,94 @@ def prepare(cfg: PreprocessConfig, force: bool = False, quiet: bool = True) -> P
     final = store.datasets_dir(root) / store.folder_name(inp.name, key)
 
     if store.is_complete(final) and not force:
-        ds = store.load_dataset(final)
-        return PrepareResult(dataset=ds, path=final, reused=True, seconds=time.perf_counter() - start)
+        return _reuse(final, start, quiet)
 
-    with _status(f"preparing {inp.name} ...", quiet):
-        raw = _read(inp, cfg)
-        pool = split.build_pool(raw, cfg.min_rating, int(cfg.user_core), int(cfg.item_core))
-        result = split.split_pool(pool, method, ratios, float(cfg.valid_ratio), int(cfg.seed))
-        ds = PreparedDataset(name=inp.name, n_users=result.n_users, n_items=result.n_items, splits=result.splits,
-                             user_ids=result.user_ids, item_ids=result.item_ids)
-        manifest = build_manifest(inp, options, key, result, ds)
-        ds.manifest = manifest
-        store.build_atomically(final, lambda tmp: store.write_dataset_files(
-            tmp, result.splits, result.user_ids, result.item_ids, manifest), replace=force or final.exists())
+    store.ensure_writable(final.parent)
+    with sigterm_cleanup(), store.entry_lock(final):
+        if store.is_complete(final) and not force:      # built by another process while we waited
+            return _reuse(final, start, quiet)
+        with _status(f"preparing {inp.name} ...", quiet):
+            raw = _read(inp, cfg)
+            pool = split.build_pool(raw, cfg.min_rating, int(cfg.user_core), int(cfg.item_core))
+            result = split.split_pool(pool, method, ratios, float(cfg.valid_ratio), int(cfg.seed),
+                                      drop_cold=bool(cfg.drop_cold))
+            ds = PreparedDataset(name=inp.name, n_users=result.n_users, n_items=result.n_items,
+                                 splits=result.splits, user_ids=result.user_ids, item_ids=result.item_ids)
+            manifest = build_manifest(inp, options, key, result, ds)
+            ds.manifest = manifest
+            store.build_atomically(final, lambda tmp: store.write_dataset_files(
+                tmp, result.splits, result.user_ids, result.item_ids, manifest), replace=force or final.exists())
     ds.path = final
+    if result.counts.get("cold_dropped"):
+        from adaptau_cli.base.console import info
+
+        info("{name}: dropped " + _count(result.counts["cold_dropped"], "valid/test interaction")
+             + " whose item never occurs in training (--drop-cold)", quiet, name=inp.name)
+    report_cold(ds, quiet)
     return PrepareResult(dataset=ds, path=final, reused=False, seconds=time.perf_counter() - start)
+
+
+def _reuse(final: Path, start: float, quiet: bool) -> PrepareResult:
+    ds = store.load_dataset(final)
+    report_cold(ds, quiet)
+    return PrepareResult(dataset=ds, path=final, reused=True, seconds=time.perf_counter() - start)
+
+
+def cold_counts(ds: PreparedDataset) -> dict[str, dict[str, int]]:
+    """Per held-out split: interactions (and distinct items) whose item has no training interaction."""
+    seen = np.zeros(ds.n_items, dtype=bool)
+    seen[ds.split("train").items] = True
+    out = {}
+    for name in ("valid", "test"):
+        items = ds.split(name).items
+        cold = items[~seen[items]] if len(items) else items
+        out[name] = {"interactions": int(cold.shape[0]), "items": int(np.unique(cold).shape[0])}
+    return out
+
+
+def report_cold(ds: PreparedDataset, quiet: bool) -> None:
+    """One warning line on stderr when valid/test items never occur in training (unless ``quiet``)."""
+    from adaptau_cli.base.console import info
+
+    counts = cold_counts(ds)
+    parts = [_count(c["interactions"], f"{name} interaction") + " (" + _count(c["items"], "item") + ")"
+             for name, c in (("test", counts["test"]), ("valid", counts["valid"])) if c["interactions"]]
+    if parts:
+        info("[yellow]warning:[/] " + " and ".join(parts) + " of items never seen in training; "
+             "--drop-cold drops them", quiet)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _key_payload(inp: _Input, options: dict) -> dict:
     """What the store key hashes: the inputs and the options that say what the data is.
 
-    An option left at None is not hashed, so a new option does not move every
+    An option added later (``_NEW_OPTIONS``) is hashed only when it differs from
+    the default that gives the old content, so a new option does not move every
     existing store folder. A user's own files are hashed with a reader mark:
     before it, date-string timestamps were stored 1000x too small under
     pandas 3, so such stores must not be reused (they are rebuilt once).
     """
     payload: dict[str, Any] = {"inputs": inp.fingerprints,
                                "options": {k: v for k, v in options.items()
-                                           if k not in _LOCATION_OPTIONS and not (k in _NEW_OPTIONS and v is None)}}
+                                           if k not in _LOCATION_OPTIONS
+                                           and not (k in _NEW_OPTIONS and v == _NEW_OPTIONS[k])}}
     if inp.kind == "path":
         payload["reader"] = "timestamps-by-unit"
+    if options.get("split") in _HOLDOUT_SPLITS:
+        # Before this mark, users with 3-4 interactions got a valid item and no test item under the
+        # default ratios; such stores hold the old split and must not be reused (rebuilt once).
+        payload["holdout"] = "test-first"
     return payload
 
 
-# Options added after stores were first written: hashed only when set.
-_NEW_OPTIONS = ("time_format",)
+# Options added after stores were first written, with the default that gives the old content:
+# hashed only when set to something else, so that existing store folders keep their key.
+_NEW_OPTIONS: dict[str, Any] = {"time_format": None, "drop_cold": False}
+# Splits that share held-out interactions out per user with ``split._holdout_counts``.
+_HOLDOUT_SPLITS = ("random", "temporal-user")
 
 
 def _status(message: str, quiet: bool):
@@ -145,6 +205,7 @@ def effective_options(cfg: PreprocessConfig, fmt: str, method: str, ratios: tupl
     opts.pop("home", None)
     opts.update(format=fmt, split=method, ratios=list(ratios), valid_ratio=float(cfg.valid_ratio),
                 seed=int(cfg.seed), user_core=int(cfg.user_core), item_core=int(cfg.item_core),
+                drop_cold=bool(cfg.drop_cold),
                 min_rating=None if cfg.min_rating is None else float(cfg.min_rating))
     if opts.get("dataset"):
         opts["dataset"] = registry.get_entry(opts["dataset"]).name
@@ -178,8 +239,14 @@ def _resolve_input(cfg: PreprocessConfig, root: Path, quiet: bool) -> _Input:
 
 
 def _fingerprints(files: dict[str, Path]) -> list[dict[str, Any]]:
-    return [{"role": role, "name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for role, p in sorted(files.items())]
+    out = []
+    for role, p in sorted(files.items()):
+        try:
+            out.append({"role": role, "name": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size})
+        except OSError as exc:
+            raise UserError(f"cannot read {p}: {exc.strerror or exc}",
+                            hint="check that the file exists and is readable") from None
+    return out
 
 
 def _read(inp: _Input, cfg: PreprocessConfig) -> readers.RawData:
@@ -221,6 +288,8 @@ def build_manifest(inp: _Input, options: dict, key: str, result: split.SplitResu
         "has_timestamps": result.splits["train"].timestamps is not None,
         "id_types": {"user": _id_type(result.user_ids), "item": _id_type(result.item_ids)},
         "cleaning": result.counts,
+        "cold": result.cold,
+        "train_only_users": result.train_only_users,
         "stats": stats,
         "content_hash": ds.fingerprint,
     }
@@ -236,8 +305,11 @@ def _id_type(ids: np.ndarray) -> str:
 
 def list_datasets(home: str | Path | None = None) -> dict[str, Any]:
     """The registry (with what is downloaded) and every prepared dataset in the store."""
-    root = store.store_root(home)
-    downloaded = registry.cached_downloads(root)
+    root = store.check_root(store.store_root(home))
+    try:
+        downloaded = registry.cached_downloads(root)
+    except OSError as exc:
+        raise store.path_error(exc, root / "downloads", "the download cache", verb="read") from None
     prepared = store.list_prepared(root)
     entries = []
     for entry in registry.REGISTRY.values():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import http.client
 import os
@@ -28,8 +29,11 @@ from pathlib import Path
 
 from adaptau_cli.base.errors import DataError, UserError
 from adaptau_cli.base.files import atomic_path
+from adaptau_cli.data.store import ensure_writable, path_error
 
 USER_AGENT = "adaptau (https://github.com/adaptau; dataset download)"
+# OSErrors of writing the download cache (not of the network): reported as the cache folder's problem
+_LOCAL_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +185,7 @@ def _ensure_file(entry: Entry, rf: RemoteFile, root: Path, mirror, quiet: bool) 
     dest = downloads_dir(root, entry.name) / rf.name
     if dest.is_file():
         return dest                      # verified when it was downloaded (rename happens only after)
+    ensure_writable(dest.parent, "the download cache")     # one line naming the folder, before any download
     return download(rf, dest, quiet=quiet, label=entry.name)
 
 
@@ -221,6 +226,8 @@ def download(rf: RemoteFile, dest: Path, quiet: bool = True, label: str | None =
                 os.replace(part, dest)
                 return dest
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError) and exc.errno in _LOCAL_ERRNOS:
+                raise path_error(exc, dest.parent, "the download cache") from None   # the disk, not the network
             reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
                 getattr(exc, "reason", exc)
             errors.append(f"{url}: {reason}")
@@ -244,6 +251,8 @@ def _extract(archive: Path, rf: RemoteFile, folder: Path) -> Path:
                 shutil.copyfileobj(src, out, 1 << 20)
     except (zipfile.BadZipFile, KeyError) as exc:
         raise DataError(f"{archive}: cannot extract {rf.member} ({exc})") from None
+    except OSError as exc:
+        raise path_error(exc, folder, "the download cache") from None
     return dest
 
 

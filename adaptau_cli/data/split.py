@@ -18,12 +18,22 @@ The order of operations, and why:
 
 Users with too few interactions for a per-user split (random, temporal-user,
 leave-one-out) always keep at least one training interaction: the held-out
-counts are rounded per user, valid is given up first and then test, so a user
-with a single interaction is train-only (it helps training but is not
-evaluated). A temporal-global cut can leave late users with nothing in train:
-their held-out interactions are dropped (counted in the manifest), as they are
-cold-start users no embedding model can score. A *given* split that leaves a
-user with held-out interactions but nothing in train is an error.
+counts are rounded per user, valid is given up first and then test. A user's
+first held-out interaction goes to test, the next ones are shared out by the
+ratios, so as users get more interactions they get a test item first, then a
+valid item (under 0.8,0.1,0.1: 1-2 interactions train-only, 3-7 train + test,
+8+ all three; ``min_interactions_for_test`` computes the threshold). Train-only
+users help training but are not evaluated; their count is recorded
+(``SplitResult.train_only_users``). A temporal-global cut can leave late users
+with nothing in train: their held-out interactions are dropped (counted in the
+manifest), as they are cold-start users no embedding model can score. A *given*
+split that leaves a user with held-out interactions but nothing in train is an
+error.
+
+Cold items: a valid or test interaction whose item has no training interaction
+cannot be learned, only guessed. ``finalize`` counts them per split
+(``SplitResult.cold``); with ``drop_cold`` it removes them (and items left with
+no interaction at all leave the catalogue).
 """
 
 from __future__ import annotations
@@ -64,6 +74,9 @@ class SplitResult:
     user_ids: np.ndarray            # dense index -> original id
     item_ids: np.ndarray
     counts: dict[str, int]
+    # valid/test interactions (and distinct items) whose item is not in train; "dropped": removed or kept
+    cold: dict = dataclasses.field(default_factory=dict)
+    train_only_users: int = 0       # users with no valid and no test interaction (not evaluated)
 
     @property
     def n_users(self) -> int:
@@ -182,9 +195,14 @@ def build_pool(raw: RawData, min_rating: float | None, user_core: int = 0, item_
         ts = ts[keep] if ts is not None else None
     counts["after_cleaning"] = int(ucode.shape[0])
     if ucode.shape[0] == 0:
-        raise DataError(f"no interactions left after filtering ({raw.rows} rows read; "
-                        f"--user-core {user_core}, --item-core {item_core})",
-                        hint="lower --user-core/--item-core or --min-rating")
+        if raw.rows == 0:
+            where = ", ".join(str(f) for f in raw.files.values()) or "the source"
+            raise DataError(f"{where}: no user-item pairs to read (0 interactions)",
+                            hint="check that the file holds interactions (and --format / --sep, if given)")
+        pairs = counts.get("after_min_rating", raw.rows) - counts["duplicates_removed"]
+        raise DataError(f"no interactions left after k-core filtering (--user-core {user_core}, "
+                        f"--item-core {item_core}): none of the {pairs} distinct user-item pairs survives",
+                        hint="lower --user-core / --item-core")
     return Pool(users=ucode, items=icode, part=part, timestamps=ts, user_ids=user_ids, item_ids=item_ids,
                 counts=counts)
 
@@ -257,12 +275,30 @@ def _group_positions(users: np.ndarray, sort_key: np.ndarray) -> tuple[np.ndarra
 
 
 def _holdout_counts(count: np.ndarray, r_valid: float, r_test: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row (n_test, n_valid) of its user: cumulative rounding, at least one train row kept."""
-    n_test = np.floor(count * r_test + 0.5).astype(np.int64)
+    """Per-row (n_test, n_valid) of its user: cumulative rounding, at least one train row kept.
+
+    The held-out count is ``count * (r_valid + r_test)`` rounded; test takes its
+    own rounded share but at least the first held-out interaction, valid the
+    rest: valid is given up before test.
+    """
+    count = np.asarray(count, dtype=np.int64)
     n_held = np.floor(count * (r_test + r_valid) + 0.5).astype(np.int64)
     n_held = np.minimum(n_held, count - 1)           # keep >= 1 train interaction
-    n_test = np.minimum(n_test, n_held)              # valid is given up before test
+    n_test = np.floor(count * r_test + 0.5).astype(np.int64)
+    n_test = np.maximum(n_test, np.minimum(n_held, 1))   # anything held out: test first
+    n_test = np.minimum(n_test, n_held)
     return n_test, n_held - n_test
+
+
+def min_interactions_for_test(ratios: tuple[float, float, float]) -> int:
+    """The fewest interactions a user needs to get a test item under a per-user ratio split."""
+    r_held = float(ratios[1]) + float(ratios[2])
+    if r_held <= 0:
+        raise ValueError("no held-out share")
+    count = max(2, math.floor(0.5 / r_held) - 1)
+    while _holdout_counts(np.array([count]), float(ratios[1]), float(ratios[2]))[0][0] < 1:
+        count += 1
+    return count
 
 
 def _assign_by_position(from_end: np.ndarray, n_test: np.ndarray, n_valid: np.ndarray) -> np.ndarray:
@@ -361,8 +397,10 @@ def assign_splits(pool: Pool, method: str, ratios: tuple[float, float, float], v
 # Dense remapping
 # ---------------------------------------------------------------------------
 
-def finalize(pool: Pool, which: np.ndarray, method: str) -> SplitResult:
-    """Drop DROPPED rows, check every held-out user has train data, remap to dense int32 indices."""
+def finalize(pool: Pool, which: np.ndarray, method: str, ratios: tuple[float, float, float] | None = None,
+             drop_cold: bool = False) -> SplitResult:
+    """Drop DROPPED rows, check every held-out user has train data, count (or drop) cold items,
+    remap to dense int32 indices. ``ratios`` only words the error of an empty test set."""
     counts = dict(pool.counts)
     kept = which != DROPPED
     counts["split_dropped"] = int((~kept).sum())
@@ -379,11 +417,29 @@ def finalize(pool: Pool, which: np.ndarray, method: str) -> SplitResult:
         raise DataError(f"the {method} split leaves {bad_users.shape[0]} user(s) with held-out interactions "
                         f"but nothing in train (e.g. user {example!r})",
                         hint="use --split random/temporal-user/loo-last, or fix the split files")
+
+    seen = np.zeros(pool.item_ids.shape[0], dtype=bool)
+    seen[items[which == TRAIN]] = True
+    cold_rows = (which != TRAIN) & ~seen[items]
+    cold: dict = {}
+    for name, code in (("valid", VALID), ("test", TEST)):
+        rows = cold_rows & (which == code)
+        cold[name] = {"interactions": int(rows.sum()), "items": int(np.unique(items[rows]).shape[0])}
+    cold["dropped"] = bool(drop_cold)
+    had_test = bool((which == TEST).any())
+    if drop_cold:
+        counts["cold_dropped"] = int(cold_rows.sum())
+        users, items, which = users[~cold_rows], items[~cold_rows], which[~cold_rows]
+        ts = ts[~cold_rows] if ts is not None else None
+
     if not (which == TEST).any():
         raise DataError(f"the {method} split has an empty test set ({users.shape[0]} interactions)",
-                        hint="users need at least 2 interactions; lower --user-core filters or use more data")
-
+                        hint=_empty_test_hint(method, ratios, pool.users.shape[0], had_test and drop_cold))
+    evaluated = np.zeros(pool.user_ids.shape[0], dtype=bool)
+    evaluated[users[which != TRAIN]] = True
     used_u = np.unique(users)
+    train_only = int((~evaluated[used_u]).sum())
+
     used_i = np.unique(items)
     umap = np.full(pool.user_ids.shape[0], -1, dtype=np.int64)
     imap = np.full(pool.item_ids.shape[0], -1, dtype=np.int64)
@@ -401,13 +457,37 @@ def finalize(pool: Pool, which: np.ndarray, method: str) -> SplitResult:
         splits[name] = Interactions(users=du[order], items=di[order],
                                     timestamps=ts[order] if ts is not None else None)
     return SplitResult(splits=splits, user_ids=pool.user_ids[used_u], item_ids=pool.item_ids[used_i],
-                       counts=counts)
+                       counts=counts, cold=cold, train_only_users=train_only)
+
+
+def _empty_test_hint(method: str, ratios: tuple[float, float, float] | None, n_rows: int,
+                     all_cold_dropped: bool) -> str:
+    """How to get a test set, for the split that produced none."""
+    if all_cold_dropped:
+        return "every test item is missing from train, and --drop-cold removed them all; " \
+               "rerun without --drop-cold, or fix the split files"
+    if method == "given":
+        return "the source's test file has no interaction left after cleaning; check that file " \
+               "(and --min-rating / --user-core / --item-core, if given)"
+    if method in ("loo-last", "loo-random"):
+        return "every user has a single interaction, and leave-one-out needs 2 to hold one out; use more data"
+    if ratios is None:
+        return "use more data, or a split that holds out more"
+    shares = ",".join(f"{r:g}" for r in ratios)
+    if method == "temporal-global":
+        if math.floor(n_rows * ratios[2] + 0.5) == 0:
+            return f"the test share {ratios[2]:g} of {n_rows} interactions rounds to none; raise it or use more data"
+        return "every test interaction belongs to a user with nothing before the time cut (dropped as cold-start); " \
+               "use --split temporal-user or random"
+    need = min_interactions_for_test(ratios)
+    return (f"under the ratios {shares} a user needs at least {need} interactions to get a test item, and none "
+            f"has that many; use more data, raise the held-out shares, or use --split loo-random")
 
 
 def split_pool(pool: Pool, method: str, ratios: tuple[float, float, float], valid_ratio: float,
-               seed: int) -> SplitResult:
+               seed: int, drop_cold: bool = False) -> SplitResult:
     """Assign and finalize in one call."""
-    return finalize(pool, assign_splits(pool, method, ratios, valid_ratio, seed), method)
+    return finalize(pool, assign_splits(pool, method, ratios, valid_ratio, seed), method, ratios, drop_cold)
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,13 @@ readers see a complete folder or none. Files are written deterministically
 (sorted rows, no wall-clock times, no pandas metadata), so the same inputs
 give the same bytes.
 
+Nothing is left behind: one process at a time builds an entry (``entry_lock``,
+an exclusive lock on ``.<name>-<key>.lock`` next to it); the temporary folder
+``.<name>-<key>.<pid>@<host>.<random>.tmp`` is removed on any failure, Ctrl-C
+and SIGTERM included; and a build first sweeps the temporary folders and lock
+files of processes that died without cleaning up (``kill -9``, power loss).
+An ``OSError`` while writing becomes a ``UserError`` naming the path.
+
 ``load_dataset`` is the engine's entry point: it reads five small parquet files
 with pyarrow (no parsing, no cleaning) and is many times faster than reading
 the original text.
@@ -21,11 +28,13 @@ the original text.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -38,11 +47,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from adaptau_cli.base.errors import UserError
+from adaptau_cli.base.locks import exclusive_lock, pid_alive, remove_stale_lock, sigterm_cleanup
 from adaptau_cli.data.dataset import SPLITS, Interactions, PreparedDataset
 
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
-_STALE_TMP_SECONDS = 24 * 3600
+LOCK_WAIT_SECONDS = 3.0                 # how long a second builder of the same entry waits for the first
+_STALE_TMP_SECONDS = 24 * 3600          # temp folders of another machine (or of no known owner)
+_STALE_OLD_SECONDS = 60
+# .<entry>.<pid>@<host>.<random>.tmp|old: who is building it, so that a dead owner's leftovers can go
+_OWNED = re.compile(r"^\.(?P<entry>.+)\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[A-Za-z0-9_]+\.(?:tmp|old)$")
 
 
 # ---------------------------------------------------------------------------
@@ -90,6 +104,75 @@ def is_complete(folder: Path) -> bool:
     return (folder / MANIFEST).is_file()
 
 
+def check_root(root: str | os.PathLike) -> Path:
+    """``UserError`` naming the path when the store root is, or sits under, a file (nothing is written).
+
+    Run before any work, so that ``ADAPTAU_HOME=/some/file`` fails at once in one line.
+    """
+    root = Path(root)
+    probe = root
+    while not probe.exists() and probe != probe.parent and not probe.is_symlink():
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == root else f"cannot be created: {probe} is a file"
+        raise UserError(f"the dataset store {root} {where}, not a folder",
+                        hint="point ADAPTAU_HOME (or --home) at a folder")
+    if probe.is_symlink() and not probe.exists():
+        raise UserError(f"the dataset store {root} cannot be created: {probe} is a broken symbolic link",
+                        hint="fix the link, or point ADAPTAU_HOME (or --home) at a folder")
+    return root
+
+
+def ensure_writable(folder: str | os.PathLike, what: str = "the dataset store") -> Path:
+    """Create ``folder`` if needed and check a file can be written in it; else ``UserError`` naming it.
+
+    A real write is tried (not ``os.access``): it also catches read-only mounts,
+    and it is right for root, whom permission bits do not stop.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error(exc, folder, what) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise path_error(OSError(exc.errno, exc.strerror), folder, what) from None
+    return folder
+
+
+def path_error(exc: OSError, path: str | os.PathLike, what: str = "the dataset store",
+               verb: str = "write") -> UserError:
+    """The one-line ``UserError`` for an ``OSError`` on a path of the user's store (``verb``: write | read)."""
+    name = exc.filename if isinstance(exc.filename, str) and exc.filename else str(path)
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "make it writable, or point ADAPTAU_HOME (or --home) at a writable folder" if verb == "write" \
+            else "make it readable, or point ADAPTAU_HOME (or --home) elsewhere"
+    elif exc.errno == errno.ENOSPC or exc.errno == getattr(errno, "EDQUOT", None):
+        hint = "free some disk space, or point ADAPTAU_HOME (or --home) at another disk"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        hint = "a file stands where a folder is needed; move it, or point ADAPTAU_HOME (or --home) elsewhere"
+    else:
+        hint = "check the folder, or point ADAPTAU_HOME (or --home) elsewhere"
+    if name == str(path):
+        where = f"{path}: {reason}"
+    elif Path(name).parent == Path(path) or Path(path) in Path(name).parents:
+        where = f"{path} ({Path(name).relative_to(path)}): {reason}"     # a file inside it
+    else:
+        where = f"{path}: {name}: {reason}"                             # e.g. a parent folder that cannot be made
+    return UserError(f"cannot {verb} {what} at {where}", hint=hint)
+
+
+def entry_lock(final: str | os.PathLike, wait: float | None = None):
+    """The exclusive lock of one store entry (``.<name>-<key>.lock`` next to it) while it is built."""
+    final = Path(final)
+    return exclusive_lock(final.parent / f".{final.name}.lock", f"the dataset store entry {final}",
+                          wait=LOCK_WAIT_SECONDS if wait is None else wait)
+
+
 # ---------------------------------------------------------------------------
 # Write
 # ---------------------------------------------------------------------------
@@ -99,47 +182,94 @@ def build_atomically(final: Path, write: Callable[[Path], None], replace: bool =
 
     With ``replace`` an existing folder is swapped out (``--force``); without
     it, a folder that another process finished meanwhile is kept and ours is
-    discarded (both hold the same content). On any failure (including Ctrl-C)
-    the temporary folder is removed, so the store never holds a half-written
-    dataset.
+    discarded (both hold the same content). On any failure (including Ctrl-C
+    and SIGTERM) the temporary folder is removed, so the store never holds a
+    half-written dataset; temporary folders of dead processes are swept first.
+    An ``OSError`` becomes a ``UserError`` naming the path. Callers that may
+    race on ``final`` hold ``entry_lock(final)`` around the call.
     """
     final = Path(final)
     parent = final.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent))
-    try:
-        os.chmod(tmp, 0o755)
-        write(tmp)
-        if final.exists() and replace:
-            old = parent / f".{final.name}.{uuid.uuid4().hex[:8]}.old"
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not is_complete(final):
+    ensure_writable(parent)
+    sweep_leftovers(parent)
+    with sigterm_cleanup():
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_owner()}.", suffix=".tmp", dir=parent))
+        except OSError as exc:
+            raise path_error(exc, parent) from None
+        try:
+            os.chmod(tmp, 0o755)
+            write(tmp)
+            if final.exists() and replace:
+                old = parent / f".{final.name}.{_owner()}.{uuid.uuid4().hex[:8]}.old"
+                os.rename(final, old)
+                try:
+                    os.rename(tmp, final)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.rename(old, final)                  # put the previous entry back
                     raise
-                shutil.rmtree(tmp, ignore_errors=True)   # built concurrently by someone else
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not is_complete(final):
+                        raise
+                    shutil.rmtree(tmp, ignore_errors=True)   # built concurrently by someone else
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            name = exc.filename if isinstance(exc.filename, str) else ""
+            if name and Path(name).is_relative_to(tmp):       # name the file as the entry will hold it
+                exc = OSError(exc.errno, exc.strerror, str(final / Path(name).relative_to(tmp)))
+            raise path_error(exc, final, "the dataset store entry") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return final
 
 
-def _remove_stale_tmp(parent: Path) -> None:
-    """Clean temp folders left by a killed process (older than a day, never a live build)."""
-    now = time.time()
-    for p in parent.glob(".*.tmp"):
+def _owner() -> str:
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname())[:32]
+    return f"{os.getpid()}@{host}"
+
+
+def sweep_leftovers(parent: str | os.PathLike) -> list[Path]:
+    """Remove what killed builds left in ``parent``; return what was removed.
+
+    A temporary (``.tmp``) or swapped-out (``.old``) folder goes when its owner
+    (the pid in its name) is a dead process of this machine; one of another
+    machine, or without an owner in its name, after a day (``.old``: a minute).
+    Lock files go when no process holds them. A live build is never touched.
+    """
+    parent = Path(parent)
+    removed: list[Path] = []
+    now, me = time.time(), _owner().split("@", 1)
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        name = p.name
+        if not name.startswith("."):
+            continue
         with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > _STALE_TMP_SECONDS:
-                shutil.rmtree(p, ignore_errors=True)
-    for p in parent.glob(".*.old"):
-        with contextlib.suppress(OSError):
-            if now - p.stat().st_mtime > 60:
-                shutil.rmtree(p, ignore_errors=True)
+            if name.endswith((".tmp", ".old")) and p.is_dir() and not p.is_symlink():
+                m = _OWNED.match(name)
+                if m and m["host"] == me[1]:
+                    stale = int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"]))
+                else:
+                    limit = _STALE_OLD_SECONDS if name.endswith(".old") else _STALE_TMP_SECONDS
+                    stale = now - p.stat().st_mtime > limit
+                if stale:
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
+            elif name.endswith(".lock") and p.is_file() and remove_stale_lock(p):
+                removed.append(p)
+            elif name.startswith(".write-test.") and now - p.stat().st_mtime > _STALE_OLD_SECONDS:
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def write_table(path: Path, columns: dict[str, np.ndarray | pa.Array]) -> None:
@@ -217,6 +347,8 @@ def load_dataset(path: str | os.PathLike) -> PreparedDataset:
                         hint="point at a folder made by `adaptau preprocess`")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise TypeError(f"{MANIFEST} holds no JSON object")
         if manifest.get("store_version") != STORE_VERSION:
             raise UserError(f"{folder} was written by an incompatible adaptau (store version "
                             f"{manifest.get('store_version')}, expected {STORE_VERSION})",
@@ -229,12 +361,12 @@ def load_dataset(path: str | os.PathLike) -> PreparedDataset:
                                         timestamps=ts)
         user_ids = _ids(pq.ParquetFile(folder / "users.parquet").read(columns=["id"]).column("id"))
         item_ids = _ids(pq.ParquetFile(folder / "items.parquet").read(columns=["id"]).column("id"))
-    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        ds = PreparedDataset(name=manifest.get("name", folder.name), n_users=int(manifest["n_users"]),
+                             n_items=int(manifest["n_items"]), splits=splits, user_ids=user_ids,
+                             item_ids=item_ids, manifest=manifest, path=folder)
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         raise UserError(f"{folder}: damaged dataset store ({type(exc).__name__}: {exc})",
                         hint="rebuild it with `adaptau preprocess ... --force`") from None
-    ds = PreparedDataset(name=manifest.get("name", folder.name), n_users=int(manifest["n_users"]),
-                         n_items=int(manifest["n_items"]), splits=splits, user_ids=user_ids,
-                         item_ids=item_ids, manifest=manifest, path=folder)
     return ds
 
 
@@ -274,9 +406,13 @@ def list_prepared(root: str | os.PathLike) -> list[dict[str, Any]]:
     out = []
     if not base.is_dir():
         return out
-    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    try:
+        folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError as exc:
+        raise path_error(exc, base, verb="read") from None
+    for folder in folders:
         manifest = read_manifest(folder)
-        if manifest is None:
+        if not isinstance(manifest, dict):
             continue
         stats = manifest.get("stats", {})
         out.append({
@@ -288,6 +424,44 @@ def list_prepared(root: str | os.PathLike) -> list[dict[str, Any]]:
             "n_items": manifest.get("n_items"),
             "interactions": {k: stats.get(k, {}).get("interactions") for k in SPLITS},
             "content_hash": manifest.get("content_hash"),
-            "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+            "bytes": _folder_bytes(folder),
         })
     return out
+
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    except OSError:
+        return 0
+
+
+def find_by_content_hash(home: str | os.PathLike | None, content_hash: str) -> PreparedDataset | None:
+    """The prepared dataset in the store whose content hash is ``content_hash``, loaded; else ``None``.
+
+    ``home`` is the store root as ``store_root`` takes it (``None``: ``$ADAPTAU_HOME``
+    or the platform cache dir). Scans every complete entry's manifest.json: a
+    missing, unreadable or corrupt manifest, an entry of another store version,
+    or an entry whose files do not load or no longer hash to ``content_hash``
+    is skipped. Reads nothing but the store (never the original source), so a
+    run's dataset opens even when its source file was moved or deleted.
+    """
+    if not content_hash:
+        return None
+    base = datasets_dir(store_root(home))
+    try:
+        folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return None
+    for folder in folders:
+        manifest = read_manifest(folder)
+        if not isinstance(manifest, dict) or manifest.get("content_hash") != content_hash \
+                or manifest.get("store_version") != STORE_VERSION:
+            continue
+        try:
+            ds = load_dataset(folder)
+        except (UserError, ValueError, TypeError, KeyError):
+            continue
+        if ds.fingerprint == content_hash:
+            return ds
+    return None

@@ -141,8 +141,18 @@ def load_run(path: str | Path, device: str = "cpu", model: torch.nn.Module | Non
 
 
 def open_run_dataset(run: LoadedRun) -> PreparedDataset:
-    """Prepare (or reuse from the store) the run's dataset; UserError if its content changed."""
+    """The run's dataset: found in the store by its content hash first, else prepared from its settings.
+
+    The store holds the prepared data, so a moved or deleted source file does not
+    break a run (nor does a changed one build a new store folder); the raw source is
+    read only when the store entry is gone. UserError if the content changed.
+    """
+    from adaptau_cli.data.store import find_by_content_hash
+
     cfg = run.data_config
+    stored = find_by_content_hash(cfg.home, run.dataset_fingerprint)
+    if stored is not None:
+        return stored
     if not cfg.dataset and not cfg.source:
         raise UserError(f"{run.checkpoint_path} was trained on an in-memory dataset ({run.dataset_name!r}); "
                         "its data cannot be reopened from the run's settings",
