@@ -43,7 +43,7 @@ _API: dict[str, tuple[str, str]] = {
     "synthetic_item_features": ("adaptau_cli.data.synthetic", "item_features"),
     # the method
     "TemperatureController": ("adaptau_cli.method.temperature", "TemperatureController"),
-    "TemperatureSettings": ("adaptau_cli.method.temperature", "TemperatureSettings"),
+    "TemperatureSettings": ("adaptau_cli.base.settings", "TemperatureSettings"),
     "EpochTemperatures": ("adaptau_cli.method.temperature", "EpochTemperatures"),
     "AdapTauLoss": ("adaptau_cli.method.losses", "AdapTauLoss"),
     "Negatives": ("adaptau_cli.method.losses", "Negatives"),

@@ -60,6 +60,8 @@ def build(cls: type[T], config_file: str | Path | None = None, section: str | No
     the command line replaces the file's. The result's choices are checked (``check_choices``).
     """
     from_file = section_values(config_file, section)
+    if from_file is not None and cls.__name__ == "TrainConfig":
+        from_file = flatten_parts(from_file, str(config_file))
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     values = {**(base or {}), **(from_file or {})}
     for group in EXCLUSIVE.get(cls, ()):
@@ -186,6 +188,7 @@ class PreprocessConfig:
     split: str = "auto"                 # auto|given|random|temporal-global|temporal-user|loo-last|loo-random
     ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
     valid_ratio: float = 0.0            # carve a per-user validation set out of a given train split
+    drop_cold: bool = False             # remove valid/test interactions whose item never occurs in train
     seed: int = 2023
     mirror: str | None = None           # local folder with the registry's files (offline machines)
     home: str | None = None             # store root; default $ADAPTAU_HOME or the platform cache dir
@@ -268,6 +271,142 @@ class TrainConfig:
     device: str = "auto"                # auto|cpu|cuda
     threads: int | None = None
     time_limit: float = 0.0             # minutes per invocation, 0 = none; stops after the epoch that crosses it
+
+    def parts(self) -> "TrainParts":
+        """The typed parts (model, loss, temperature, optimizer, selection, runtime) of these settings."""
+        return train_parts(self)
+
+
+# --------------------------------------------------------------------------
+# The parts of a training run's settings
+# --------------------------------------------------------------------------
+# TrainConfig keeps every setting flat: that is the [train] table of every TOML file and every
+# run's config.toml since 0.1, so old files load as they are. Each component takes its own typed
+# part (``cfg.parts().temperature`` for the TemperatureController, ``.loss`` for AdapTauLoss ...),
+# and a file may also group settings in sub-tables such as [train.temperature] (read by ``build``).
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    name: str = "mf"
+    dim: int = 64
+    layers: int = 3
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    loss: str = "softmax"
+    norm: str = "both"
+    negatives: str = "shared"
+    num_negatives: int = 1024
+    negative_groups: int = 16
+    positive_in_denominator: bool = False
+    l2: float = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureSettings:
+    """How temperatures are chosen (``TemperatureController``); defaults as ``TrainConfig``'s."""
+
+    mode: str = "adap-tau"              # fixed|adap-tau0|adap-tau|none
+    tau: float = 0.16                   # fixed mode
+    warmup_epochs: int = 2
+    warmup_patience: int = 0
+    warmup_gap: float = 0.7
+    user_quantile_filter: float = 0.2
+    formula: str = "simplified"         # simplified|full
+    baseline: str = "mean"              # mean|quantile
+    quantile: float = 0.9
+    scale: float = 1.0
+    user_positive: bool = True          # τ_u scales the positive logit too (False: the published choice)
+    tau_min: float = 0.02
+    tau_max: float = 2.0
+
+    @property
+    def adaptive(self) -> bool:
+        return self.mode in ("adap-tau0", "adap-tau")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_decay_patience: int = 10
+    lr_min: float = 1e-6
+    epochs: int = 100
+    batch_size: int = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionSettings:
+    select_on: str = "valid"
+    monitor: str = "recall@20"
+    patience: int = 50
+    eval_every: int = 1
+    ks: tuple[int, ...] = (10, 20, 50)
+    groups: int = 10                    # popularity groups of the per-epoch magnitude record
+    grouping: str = "mass"
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSettings:
+    seed: int = 2023
+    device: str = "auto"
+    threads: int | None = None
+    time_limit: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParts:
+    model: ModelSettings
+    loss: LossSettings
+    temperature: TemperatureSettings
+    optimizer: OptimizerSettings
+    selection: SelectionSettings
+    runtime: RuntimeSettings
+
+
+# part -> (its class, {part field: TrainConfig field}); every TrainConfig field is in exactly one part
+TRAIN_PARTS: dict[str, tuple[type, dict[str, str]]] = {
+    "model": (ModelSettings, {"name": "model", "dim": "dim", "layers": "layers", "dropout": "dropout"}),
+    "loss": (LossSettings, {f: f for f in ("loss", "norm", "negatives", "num_negatives", "negative_groups",
+                                            "positive_in_denominator", "l2")}),
+    "temperature": (TemperatureSettings, {
+        "mode": "tau_mode", "tau": "tau", "warmup_epochs": "warmup_epochs", "warmup_patience": "warmup_patience",
+        "warmup_gap": "warmup_gap", "user_quantile_filter": "user_quantile_filter", "formula": "tau0_formula",
+        "baseline": "tau_baseline", "quantile": "tau_quantile", "scale": "tau_scale",
+        "user_positive": "tau_user_positive", "tau_min": "tau_min", "tau_max": "tau_max"}),
+    "optimizer": (OptimizerSettings, {f: f for f in ("lr", "lr_decay", "lr_decay_patience", "lr_min", "epochs",
+                                                      "batch_size")}),
+    "selection": (SelectionSettings, {f: f for f in ("select_on", "monitor", "patience", "eval_every", "ks",
+                                                      "groups", "grouping")}),
+    "runtime": (RuntimeSettings, {f: f for f in ("seed", "device", "threads", "time_limit")}),
+}
+
+
+def train_parts(cfg: "TrainConfig") -> TrainParts:
+    """The typed parts of a flat ``TrainConfig``."""
+    return TrainParts(**{name: cls(**{pf: getattr(cfg, tf) for pf, tf in fields.items()})
+                         for name, (cls, fields) in TRAIN_PARTS.items()})
+
+
+def flatten_parts(table: Mapping[str, Any], origin: str = "options") -> dict[str, Any]:
+    """A [train] table whose settings may sit in part sub-tables ([train.temperature] mode = ...) made flat."""
+    flat = {k: v for k, v in table.items() if not (k in TRAIN_PARTS and isinstance(v, dict))}
+    for name, (_, fields) in TRAIN_PARTS.items():
+        sub = table.get(name)
+        if not isinstance(sub, dict):
+            continue
+        unknown = sorted(set(sub) - set(fields))
+        if unknown:
+            raise UserError(f"{origin}: unknown setting(s) {', '.join(unknown)} in [train.{name}]",
+                            hint=f"known there: {', '.join(fields)}")
+        for key, value in sub.items():
+            if fields[key] in flat:
+                raise UserError(f"{origin}: {fields[key]} is set both in [train] and as {key} in [train.{name}]")
+            flat[fields[key]] = value
+    return flat
 
 
 @dataclasses.dataclass

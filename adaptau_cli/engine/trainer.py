@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ import torch
 from adaptau_cli.base import files as io
 from adaptau_cli.base.console import err_console, info, make_progress
 from adaptau_cli.base.errors import TrainingDiverged, UserError
+from adaptau_cli.base.locks import exclusive_lock
 from adaptau_cli.base.runtime import resolve_device
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, to_dict
 from adaptau_cli.data.dataset import PreparedDataset
@@ -57,11 +59,11 @@ from adaptau_cli.method.losses import (
 from adaptau_cli.method.temperature import (
     TAU_MODES,
     TemperatureController,
-    TemperatureSettings,
 )
 from adaptau_cli.models import MODELS, build_model
 
 PUBLISHED_LABEL = "test (published protocol)"
+RUN_LOCK = ".adaptau.lock"   # held by the one process writing a run directory
 CUSTOM_PREFIX = "custom:"   # a run of a user's own backbone records its model as custom:ClassName
 
 
@@ -440,6 +442,26 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     select_split = _check_inputs(cfg, dataset, quiet)
+    _make_run_dir(out)
+    with exclusive_lock(out / RUN_LOCK, f"run directory {out}"):   # one writer per run directory
+        return _train_locked(cfg, data_cfg, dataset, out, resume, quiet, model, device, select_split)
+
+
+def _make_run_dir(out: Path) -> None:
+    """Create the run directory, or say in one line why it cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run directory {out}: {exc.strerror or exc}",
+                        hint="choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"the run directory {out} is not writable", hint="choose another --out")
+
+
+def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path,
+                  resume: bool, quiet: bool, model: torch.nn.Module | None, device: str,
+                  select_split: str) -> TrainResult:
+    """``train`` once the run directory is this process's."""
     ckpt = _open_run_dir(out, cfg, data_cfg, dataset, resume)
 
     # --- model, optimizer, randomness -------------------------------------------------
@@ -457,7 +479,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
     optimizer = make_optimizer(model, cfg.lr)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
-    temperatures = TemperatureController(TemperatureSettings.from_train_config(cfg), dataset.n_users,
+    temperatures = TemperatureController(cfg.parts().temperature, dataset.n_users,
                                          dataset.n_items, dataset.train.users, dataset.train.items, device)
     early = {"best_epoch": 0, "best_value": -math.inf, "best_metrics": {}, "stopped": False}
     history: list[dict[str, Any]] = []

@@ -7,6 +7,7 @@ pairs, n and m), not from a model or a prepared-dataset object, so it drops
 into any PyTorch recommender::
 
     ctl = TemperatureController(TemperatureSettings(mode="adap-tau"), n_users, n_items, train_users, train_items)
+    # (a run's settings: TrainConfig(...).parts().temperature)
     for epoch in range(1, epochs + 1):
         ctl.open_epoch(epoch, user_vectors, item_vectors)   # scoring-ready (normalized) embeddings
         for users, ... in batches:
@@ -32,41 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from adaptau_cli.base.settings import TemperatureSettings
 from adaptau_cli.method import tau as taumod
 
 TAU_MODES = ("fixed", "adap-tau0", "adap-tau", "none")
-
-
-@dataclasses.dataclass
-class TemperatureSettings:
-    """How temperatures are chosen (the τ part of a run's settings; defaults as ``TrainConfig``'s)."""
-
-    mode: str = "adap-tau"              # fixed|adap-tau0|adap-tau|none
-    tau: float = 0.2                    # fixed mode
-    warmup_epochs: int = 2
-    warmup_patience: int = 0
-    warmup_gap: float = 0.7
-    user_quantile_filter: float = 0.2
-    formula: str = "simplified"         # simplified|full
-    baseline: str = "mean"              # mean|quantile
-    quantile: float = 0.9
-    scale: float = 1.0
-    user_positive: bool = True          # τ_u scales the positive logit too (False: the published choice)
-    tau_min: float = 0.02
-    tau_max: float = 2.0
-
-    @classmethod
-    def from_train_config(cls, cfg: Any) -> "TemperatureSettings":
-        """The τ settings of a ``TrainConfig`` (which keeps them flat, as in TOML files)."""
-        return cls(mode=cfg.tau_mode, tau=cfg.tau, warmup_epochs=cfg.warmup_epochs,
-                   warmup_patience=cfg.warmup_patience, warmup_gap=cfg.warmup_gap,
-                   user_quantile_filter=cfg.user_quantile_filter, formula=cfg.tau0_formula,
-                   baseline=cfg.tau_baseline, quantile=cfg.tau_quantile, scale=cfg.tau_scale,
-                   user_positive=cfg.tau_user_positive, tau_min=cfg.tau_min, tau_max=cfg.tau_max)
-
-    @property
-    def adaptive(self) -> bool:
-        return self.mode in ("adap-tau0", "adap-tau")
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.method.temperature import TauEstimate as _Estimate
-from adaptau_cli.method.temperature import TemperatureController, TemperatureSettings
+from adaptau_cli.method.temperature import TemperatureController
 
 
 @dataclasses.dataclass
@@ -36,7 +36,7 @@ class TauEstimate(_Estimate):
 
 def controller_for(dataset: PreparedDataset, train_cfg: TrainConfig) -> TemperatureController:
     """The temperature controller a training run of ``train_cfg`` on ``dataset`` starts with."""
-    return TemperatureController(TemperatureSettings.from_train_config(train_cfg), dataset.n_users,
+    return TemperatureController(train_cfg.parts().temperature, dataset.n_users,
                                  dataset.n_items, dataset.train.users, dataset.train.items)
 
 
