@@ -17,7 +17,8 @@ from pathlib import Path
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TIMING = ("train_seconds", "eval_seconds")
 
-BASE = dict(epochs=3, batch_size=256, num_negatives=64, lr=0.01, warmup_epochs=1, device="cpu", threads=1,
+BASE = dict(epochs=3, batch_size=256, num_negatives=64, lr=0.01, warmup_epochs=1, warmup_patience=0, device="cpu",
+            threads=1, negatives="shared",
             ks=(10, 20), seed=7)
 
 CASES: dict[str, dict] = {

@@ -28,7 +28,7 @@ def sample(tmp_path_factory):
 
 def quick(**kw) -> TrainConfig:
     base = dict(epochs=3, batch_size=256, num_negatives=64, lr=0.01, warmup_epochs=1, device="cpu", threads=1,
-                ks=(10, 20), seed=7)
+                ks=(10, 20), seed=7, negatives="shared", warmup_patience=0)   # the mechanisms, not the defaults
     base.update(kw)
     return TrainConfig(**base)
 
