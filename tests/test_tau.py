@@ -196,3 +196,16 @@ def test_warmup_state_round_trips():
         w.observe(e, v)
     again = T.Warmup.from_dict(w.to_dict())
     assert again == w and again.since == 1 and again.best == 0.3
+
+
+def test_estimate_tau_says_when_and_why_the_warmup_ended(tmp_path):
+    from cli_helpers import run_cli
+
+    code, _, err = run_cli(["train", "synthetic-tiny", "--epochs", "8", "--warmup-epochs", "3", "--lr", "0.01",
+                            "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 0, err
+    code, out, err = run_cli(["estimate-tau", "synthetic-tiny", "--checkpoint", str(tmp_path / "r"), "--json"])
+    payload = __import__("json").loads(out)
+    assert payload["warmup_ended_after"] == 3 and payload["warmup_reason"] == "3 warm-up epochs done"
+    code, _, err = run_cli(["estimate-tau", "synthetic-tiny", "--checkpoint", str(tmp_path / "r")])
+    assert "warm-up ended" in err and "after epoch 3" in err

@@ -119,6 +119,10 @@ def render_estimate(e: dict) -> None:
                  ("tau0 training would use", f"{e['tau0_used']:.4f}")]
         if e["guard_reason"]:
             rows.append(("guard", plain(e["guard_reason"])))
+        if e.get("warmup_ended_after") is not None:
+            rows.append(("warm-up ended", f"after epoch {e['warmup_ended_after']}: {plain(e['warmup_reason'] or '')}"))
+        elif e.get("epoch") is not None:
+            rows.append(("warm-up", "still on the prior at this checkpoint"))
     for what, value in rows:
         table.add_row(what, str(value))
     err_console.print(table)
