@@ -90,30 +90,66 @@ def from_dict(cls: type[T], values: Mapping[str, Any], origin: str = "options") 
         raise UserError(f"{origin}: {exc}") from None
 
 
+_KIND_TEXT = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string",
+              "tuple[int]": "a list of integers", "tuple[float]": "a list of numbers", "tuple[str]": "a list of strings"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _kind(hint: Any) -> str | None:
+    """The kind of value a field takes: float, int, bool, str, tuple[...] (None: anything)."""
+    if hint in (float, int, bool, str):
+        return hint.__name__
+    text = str(hint).replace("typing.Optional[", "").replace(" | None", "")
+    if text.rstrip("]") in ("float", "int", "bool", "str"):
+        return text.rstrip("]")
+    if text.startswith("tuple["):
+        inner = text[len("tuple["):].split(",")[0].strip()
+        return f"tuple[{inner}]" if inner in ("int", "float", "str") else "tuple[str]"
+    return None
+
+
 def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
-    text = str(hint)
+    """``value`` as the field's type; a wrong type (``split = 5``, ``lr = "fast"``) is one readable error."""
     if value is None:
         return None
+    kind = _kind(hint)
+    if kind is None:
+        return value
     try:
-        if hint is float or text in ("float", "float | None", "typing.Optional[float]"):
-            return float(value)
-        if hint is int or text in ("int", "int | None", "typing.Optional[int]"):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if hint is bool or text in ("bool", "bool | None"):
-            if isinstance(value, str):
-                return value.lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if text.startswith("tuple"):
-            if isinstance(value, str):
-                value = [v for v in value.replace(" ", "").split(",") if v]
-            inner = text[text.find("[") + 1:].split(",")[0].strip()
-            conv = {"int": int, "float": float}.get(inner, lambda x: x)
-            return tuple(conv(v) for v in value)
+        return _convert(value, kind)
     except (TypeError, ValueError):
-        raise UserError(f"{origin}: setting {key!r} expects {text}, got {value!r}") from None
-    return value
+        raise UserError(f"{origin}: setting {key!r} expects {_KIND_TEXT[kind]}, got {value!r}",
+                        hint=f"write it as {key} = ... with {_KIND_TEXT[kind]}") from None
+
+
+def _convert(value: Any, kind: str) -> Any:
+    if kind.startswith("tuple["):
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError
+        inner = kind[len("tuple["):-1]
+        return tuple(_convert(v, inner) for v in value)
+    if kind == "str":
+        if not isinstance(value, (str, Path)):
+            raise TypeError
+        return str(value)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError
+    if kind == "int":
+        number = float(value) if isinstance(value, str) and not value.strip().lstrip("+-").isdigit() else value
+        if isinstance(number, float) and not number.is_integer():
+            raise ValueError
+        return int(number)
+    return float(value)
 
 
 # Settings added after runs were first written, with the value that gives the old behaviour: a run's

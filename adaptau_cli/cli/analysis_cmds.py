@@ -58,12 +58,15 @@ def evaluate_cmd(
 ) -> None:
     """Full-ranking metrics, per-popularity-group view and popularity bias of one or more runs."""
     from adaptau_cli.base.console import emit, info
+    from adaptau_cli.base.files import check_writable_file
     from adaptau_cli.cli.render import render_evaluation
     from adaptau_cli.workflows.evaluate import evaluate_runs
     from adaptau_cli.workflows.reports import evaluation_payload, write_evaluation_report
 
     cfg = _eval_settings(config, split=split, ks=parse_ks(k), groups=groups, grouping=grouping,
                          batch_users=batch_users, device=device, score=score)
+    if out is not None:
+        check_writable_file(out)                      # before the work, not after it
     evals = evaluate_runs(runs, cfg, progress=lambda label: info("evaluated {label}", quiet, label=label))
     if out is not None:
         write_evaluation_report(evals, out)
@@ -78,11 +81,14 @@ def analyze_magnitude_cmd(
 ) -> None:
     """The paper's Figure 1 for your runs: item-norm growth, positive score, per-group recall, norm vs popularity."""
     from adaptau_cli.base.console import emit
+    from adaptau_cli.base.files import ensure_dir
     from adaptau_cli.cli.render import magnitude_payload, render_magnitude
     from adaptau_cli.workflows.magnitude import analyze_runs, default_plots_dir, write_magnitude_json
     from adaptau_cli.workflows.plots import write_magnitude_plots
 
     cfg = _eval_settings(config, split=split, groups=groups, grouping=grouping, device=device)
+    if out is not None:
+        ensure_dir(out, "plots folder")
     results = analyze_runs(runs, cfg, k=k or 20)
     out = out if out is not None else default_plots_dir(runs)
     written, skipped = write_magnitude_plots(results, out)
@@ -98,10 +104,13 @@ def recommend_cmd(
 ) -> None:
     """Top-K unseen items for given users, with your original user and item ids."""
     from adaptau_cli.base.console import emit, info
+    from adaptau_cli.base.files import check_writable_file
     from adaptau_cli.base.runtime import resolve_device
     from adaptau_cli.cli.render import render_recommendations
     from adaptau_cli.workflows.recommend import recommend, write_recommendations
 
+    if out is not None:
+        check_writable_file(out)
     recs = recommend(run, users, k=k, skip_unknown=skip_unknown, exclude_seen=exclude_seen,
                      device=resolve_device(device or "auto"))
     if recs.unknown:

@@ -181,6 +181,9 @@ def _check_options(cfg: PreprocessConfig) -> None:
     if not cfg.dataset and not cfg.source:
         raise UserError("no dataset given",
                         hint=f"name one of {', '.join(registry.REGISTRY)} or pass --source PATH")
+    if not 0 <= int(cfg.seed) < 2**32:
+        raise UserError(f"the split seed must be an integer in [0, 2^32), got {cfg.seed}",
+                        hint="--seed of preprocess, --split-seed of train and estimate-tau")
     for name in ("user_core", "item_core"):
         if int(getattr(cfg, name)) < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")

@@ -29,7 +29,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from adaptau_cli.base.files import atomic_path
+from adaptau_cli.base.files import atomic_path, ensure_dir
 from adaptau_cli.workflows.magnitude import RunMagnitude
 
 DPI = 110
@@ -176,7 +176,7 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 def write_magnitude_plots(results: Sequence[RunMagnitude], out_dir: str | Path) -> tuple[dict[str, Path], list[str]]:
     """Draw every panel the runs allow into ``out_dir``; return (panel -> file, skipped-panel notes)."""
-    out_dir = Path(out_dir)
+    out_dir = ensure_dir(out_dir, "plots folder")
     written: dict[str, Path] = {}
     skipped: list[str] = []
     builders = {"a": plot_norms_by_group, "b": plot_positive_score, "c": plot_group_recall,

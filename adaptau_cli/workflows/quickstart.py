@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from adaptau_cli.base.console import info, plain
+from adaptau_cli.base.files import ensure_dir
 from adaptau_cli.base.settings import EvaluateConfig, PreprocessConfig, TrainConfig
 from adaptau_cli.engine import checkpoint
 
@@ -80,7 +81,7 @@ def run_quickstart(out: str | Path = "adaptau-quickstart", small: bool = False, 
 
     say = say or (lambda msg: info(msg, quiet))
     t0 = time.perf_counter()
-    out = Path(out)
+    out = ensure_dir(out, "quick-start folder")          # before any work: not after two steps
     name, common = SMALL if small else FULL
     steps = 5
 
