@@ -43,3 +43,14 @@ def test_a_wrong_grouped_file_is_one_readable_error(tmp_path, text, message):
     f.write_text(text)
     with pytest.raises(UserError, match=message):
         build(TrainConfig, f, "train")
+
+
+def test_config_toml_round_trips_any_string(tmp_path):
+    from adaptau_cli.base.settings import PreprocessConfig, dump_toml, read_toml, to_dict
+
+    odd = 'a "quoted" \\ back\\slash\nnew line\ttab \x01 ctrl é'
+    cfg = PreprocessConfig(dataset="synthetic", user_col=odd, sep="\t")
+    f = tmp_path / "config.toml"
+    f.write_text(dump_toml({"dataset": to_dict(cfg)}), encoding="utf-8")
+    again = read_toml(f)["dataset"]
+    assert again["user_col"] == odd and again["sep"] == "\t"

@@ -11,6 +11,7 @@ settings back so that ``config.toml`` reruns it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from pathlib import Path
@@ -196,8 +197,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+        # JSON's string escapes (\\ \" \n \t \uXXXX ...) are TOML basic-string escapes too: control
+        # characters in a path or a column name stay a valid one-line TOML string.
+        return json.dumps(value, ensure_ascii=False)
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
