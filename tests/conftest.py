@@ -35,6 +35,16 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The built-in synthetic-tiny sample (300 users x 200 items) in a store of its own, prepared once per module."""
+    from adaptau_cli.base.settings import PreprocessConfig
+    from adaptau_cli.data.prepare import prepare_dataset
+
+    cfg = PreprocessConfig(dataset="synthetic-tiny", home=str(tmp_path_factory.mktemp("store")))
+    return cfg, prepare_dataset(cfg)
+
+
 @pytest.fixture
 def tiny_dataset() -> PreparedDataset:
     """40 users x 30 items with a long tail, every user with train, valid and test items."""

@@ -11,17 +11,10 @@ import torch
 from cli_helpers import run_cli
 
 from adaptau_cli.base.errors import UserError
-from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
-from adaptau_cli.data.prepare import prepare_dataset
+from adaptau_cli.base.settings import TrainConfig
 from adaptau_cli.engine import checkpoint
 from adaptau_cli.engine.runs import load_run
 from adaptau_cli.engine.trainer import train
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    cfg = PreprocessConfig(dataset="synthetic-tiny", home=str(tmp_path_factory.mktemp("store")))
-    return cfg, prepare_dataset(cfg)
 
 
 def quick(**kw) -> TrainConfig:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from golden_cases import TIMING
 
 import adaptau_cli as at
-from golden_cases import TIMING
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,12 +51,6 @@ class EmbeddingTower(torch.nn.Module):
 
     def forward(self):
         return self.u, self.i
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    cfg = at.PreprocessConfig(dataset="synthetic-tiny", home=str(tmp_path_factory.mktemp("store")))
-    return cfg, at.prepare_dataset(cfg)
 
 
 @pytest.mark.parametrize("negatives", ["shared", "per-row"])

@@ -9,7 +9,6 @@ import torch
 
 from adaptau_cli.base.errors import TrainingDiverged, UserError
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig
-from adaptau_cli.data.prepare import prepare_dataset
 from adaptau_cli.engine import trainer as train_mod
 from adaptau_cli.engine.runs import load_run, open_run_dataset
 from adaptau_cli.engine.trainer import PUBLISHED_LABEL, train
@@ -17,13 +16,6 @@ from adaptau_cli.eval.metrics import evaluate_embeddings, split_masks
 from adaptau_cli.workflows.estimate import estimate_tau
 
 TIMING = ["train_seconds", "eval_seconds"]
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    """The built-in synthetic-tiny sample (300 users x 200 items), prepared once."""
-    cfg = PreprocessConfig(dataset="synthetic-tiny", home=str(tmp_path_factory.mktemp("store")))
-    return cfg, prepare_dataset(cfg)
 
 
 def quick(**kw) -> TrainConfig:

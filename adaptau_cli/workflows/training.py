@@ -43,7 +43,7 @@ def dataset_for_training(data_cfg: PreprocessConfig, train_cfg: TrainConfig,
 def train_run(train_cfg: TrainConfig, data_cfg: PreprocessConfig, out: str | Path, resume: bool = False,
               quiet: bool = True) -> TrainResult:
     """Prepare (or reuse) the dataset, carve a validation split if selection needs one, and train."""
-    data_cfg, dataset = dataset_for_training(data_cfg, check_config(train_cfg), quiet)
+    data_cfg, dataset = dataset_for_training(data_cfg, train_cfg, quiet)   # train() checks the settings
     return train(train_cfg, data_cfg, dataset, out, resume=resume, quiet=quiet)
 
 
