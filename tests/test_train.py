@@ -120,6 +120,39 @@ def test_warmup_rule_hands_over_to_the_closed_form_when_the_prior_stops_helping(
     assert result.report["warmup"]["reason"]
 
 
+def test_warmup_patience_defaults_to_the_selection_patience_and_is_recorded(sample, tmp_path):
+    assert TrainConfig().warmup_patience == TrainConfig().patience == 50
+    assert TrainConfig(patience=7).warmup_patience == 7
+    assert TrainConfig(patience=7, warmup_patience=0).warmup_patience == 0
+    data_cfg, ds = sample
+    cfg = quick(epochs=1, patience=3)
+    cfg = TrainConfig(**{**dataclasses.asdict(cfg), "warmup_patience": None})
+    train(cfg, data_cfg, ds, tmp_path / "r")
+    assert "warmup_patience = 3" in (tmp_path / "r" / "config.toml").read_text()   # the number that ran
+
+
+def test_early_stopping_waits_for_the_warmup_and_counts_from_its_end(sample, tmp_path):
+    """A slow lr: the metric stalls under the prior; patience 2 must not stop the run inside the
+    10-epoch fixed warm-up, and must stop it 2 epochs after the later of the best epoch and the end."""
+    data_cfg, ds = sample
+    result = train(quick(epochs=30, tau_mode="adap-tau", warmup_epochs=10, warmup_patience=0, patience=2,
+                         lr=0.2), data_cfg, ds, tmp_path / "r")
+    h = result.history
+    metric = h["valid_recall@20"].tolist()
+    assert result.report["warmup"]["ended_after_epoch"] == 10
+    # the reference stop: the first epoch e > 10 with e - max(best epoch so far, 10) >= 2
+    best, best_epoch, expected = -1.0, 0, None
+    for epoch, value in enumerate(metric, start=1):
+        if value > best:
+            best, best_epoch = value, epoch
+        if epoch > 10 and epoch - max(best_epoch, 10) >= 2:
+            expected = epoch
+            break
+    assert expected is not None and len(h) == expected and result.stopped_early
+    stalls = [e for e in range(3, 11) if max(metric[:e]) not in metric[e - 2:e]]
+    assert stalls, "the case must stall inside the warm-up, or it tests nothing"
+
+
 def test_existing_run_needs_resume_and_resume_needs_a_run(sample, tmp_path):
     data_cfg, ds = sample
     train(quick(epochs=1), data_cfg, ds, tmp_path / "r")

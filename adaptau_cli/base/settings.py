@@ -249,13 +249,16 @@ class TrainConfig:
     cheaper than the published per-row negatives; on a 38k-item catalogue one
     shared block of 1024 gives an item a negative gradient in ~2.5% of the
     steps and plateaued 3-4% below the paper, 16 blocks track the authors' log);
-    the warm-up rule ``warmup_patience = 5`` with ``warmup_epochs = 100`` as its
-    cap (the published length): the prior τ0 is kept while it still improves the
-    monitored metric and the closed form takes over after 5 evaluations without
-    a gain — a count of epochs means ten times less movement at lr 1e-4 than at
-    1e-3, the rule ends the warm-up by what the run does (ML-1M: after 18
-    epochs at lr 1e-3; Yelp2018: after ~40 at lr 1e-4); and model
-selection on the validation split (``select_on = "test"`` is the published
+    the warm-up rule: the prior τ0 is kept while it still improves the monitored
+    metric, until ``warmup_patience`` evaluations pass without a gain — by default
+    the run's own selection ``patience`` (the published 50), the same test that
+    would end the run — and at most ``warmup_epochs = 100`` (the published
+    length); early stopping waits for the warm-up's end. A count of epochs means
+    ten times less movement at lr 1e-4 than at 1e-3: the rule ends the warm-up
+    by what the run does (Yelp2018 at lr 1e-4: the prior still gains at epoch 84,
+    the cap ends it; ML-1M at lr 1e-3, patience 10: it ends when the prior
+    stalls). ``warmup_patience = 0`` gives a fixed count of ``warmup_epochs``. And model
+    selection on the validation split (``select_on = "test"`` is the published
     protocol, labelled as such). ``positive_in_denominator = False`` keeps the
     published code's choice (positive left out of the softmax denominator; on
     ML-1M, MF, 30 epochs, it made no difference: valid recall@20 .2399 vs
@@ -296,7 +299,8 @@ selection on the validation split (``select_on = "test"`` is the published
     tau: float = 0.16                   # the fixed temperature (tau_mode=fixed)
     positive_in_denominator: bool = False
     warmup_epochs: int = 100            # the most epochs on the prior (published: exactly 100)
-    warmup_patience: int = 5            # end the warm-up after this many evaluations without a gain (0 = off)
+    warmup_patience: int | None = None  # end the warm-up after this many evaluations without a gain
+                                        # (None: the selection ``patience``; 0 = off, a fixed count)
     warmup_gap: float = 0.7             # assumed mu+ - mu during warm-up
     user_quantile_filter: float = 0.2   # users with count > this quantile enter tau0
     tau_min: float = 0.02               # clamp range for tau0 / tau_u
@@ -317,6 +321,11 @@ selection on the validation split (``select_on = "test"`` is the published
     device: str = "auto"                # auto|cpu|cuda
     threads: int | None = None
     time_limit: float = 0.0             # minutes per invocation, 0 = none; stops after the epoch that crosses it
+
+    def __post_init__(self) -> None:
+        # resolved here, so that config.toml records the number that ran (and a resumed run keeps it)
+        if self.warmup_patience is None:
+            self.warmup_patience = self.patience
 
     def parts(self) -> "TrainParts":
         """The typed parts (model, loss, temperature, optimizer, selection, runtime) of these settings."""
@@ -358,7 +367,7 @@ class TemperatureSettings:
     mode: str = "adap-tau"              # fixed|adap-tau0|adap-tau|none
     tau: float = 0.16                   # fixed mode
     warmup_epochs: int = 100
-    warmup_patience: int = 5
+    warmup_patience: int = 50           # TrainConfig's default is its own selection patience (50)
     warmup_gap: float = 0.7
     user_quantile_filter: float = 0.2
     formula: str = "simplified"         # simplified|full

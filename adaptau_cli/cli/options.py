@@ -191,11 +191,11 @@ class ModelFlags:
     norm: Annotated[Optional[str], typer.Option(
         "--norm", help="both (cosine, default) | user | item | none (inner product).")] = None
     warmup_epochs: Annotated[Optional[int], typer.Option(
-        "--warmup-epochs", help="Epochs on the data-only prior tau0 before the closed form (default 2); "
-                                "with --warmup-patience, the most.")] = None
+        "--warmup-epochs", help="The most epochs on the data-only prior tau0 before the closed form "
+                                "(default 100, the published warm-up).")] = None
     warmup_patience: Annotated[Optional[int], typer.Option(
         "--warmup-patience", help="End the warm-up after this many evaluations without a --monitor gain "
-                                  "under the prior (default 0 = off: a fixed count).")] = None
+                                  "under the prior (default: --patience; 0 = off, a fixed count).")] = None
     tau_baseline: Annotated[Optional[str], typer.Option(
         "--tau-baseline", help="Baseline of the per-user loss: mean (default) | quantile.")] = None
     tau_quantile: Annotated[Optional[float], typer.Option(

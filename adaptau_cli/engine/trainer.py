@@ -9,11 +9,13 @@ dataset into a run directory:
     out/history.parquet      one row per epoch (loss, τ0, τ_u quantiles, metrics, item norms ...)
     out/report.json|md       the final numbers of the best checkpoint
 
-Per epoch: refresh τ0 (warm-up prior for ``warmup_epochs`` epochs, then the
-closed form on the current embeddings, guarded) and τ_u (from the previous
+Per epoch: refresh τ0 (the warm-up prior until the monitored metric has not
+gained for ``warmup_patience`` evaluations, at most ``warmup_epochs`` epochs,
+then the closed form on the current embeddings, guarded) and τ_u (from the previous
 epoch's per-user loss at τ = 1); one pass over the shuffled training pairs;
 the per-user loss scatter-averaged for the next epoch; validation every
-``eval_every`` epochs; the checkpoint(s) written atomically.
+``eval_every`` epochs; early stopping (never during the warm-up, counted from
+its end); the checkpoint(s) written atomically.
 
 Reproducibility: every random draw (shuffling, negatives) comes from one
 ``torch.Generator`` seeded with ``seed``; dropout uses the global torch RNG,
@@ -372,13 +374,19 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
     return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0)
 
 
-def _update_early(early: dict[str, Any], metrics: dict[str, float], epoch: int, cfg: TrainConfig) -> bool:
-    """Record ``epoch`` if it beats the best monitored value; flag the stop. True when improved."""
+def _update_early(early: dict[str, Any], metrics: dict[str, float], epoch: int, cfg: TrainConfig,
+                  warmup_end: int | None) -> bool:
+    """Record ``epoch`` if it beats the best monitored value; flag the stop. True when improved.
+
+    The best is kept over every epoch, warm-up included, but the stop waits for the
+    warm-up's end (``warmup_end``, None while it runs) and counts from the later of the
+    best epoch and that end: a run must not stop before the closed form was tried.
+    """
     value = metrics[cfg.monitor]
     improved = value > early["best_value"] or early["best_epoch"] == 0
     if improved:
         early.update(best_epoch=epoch, best_value=value, best_metrics=dict(metrics))
-    if epoch - early["best_epoch"] >= cfg.patience:
+    if warmup_end is not None and epoch - max(early["best_epoch"], warmup_end) >= cfg.patience:
         early["stopped"] = True
     return improved
 
@@ -546,7 +554,8 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
             row["eval_seconds"] = time.perf_counter() - t1
             history.append(row)
 
-            improved = _update_early(early, metrics, epoch, cfg) if evaluated else False
+            improved = _update_early(early, metrics, epoch, cfg, temperatures.warmup.ended_after) \
+                if evaluated else False
             ended = temperatures.close_epoch(epoch, metrics.get(cfg.monitor) if evaluated else None, cfg.monitor)
             if ended:
                 info(f"epoch {epoch}: warm-up ends ({ended}); the closed form takes over "
@@ -565,7 +574,9 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
                 err_console.print(_epoch_line(cfg, label, ks, row, metrics, improved), highlight=False,
                                   soft_wrap=True)
             if early["stopped"]:
-                info(f"early stop: no {cfg.monitor} gain for {cfg.patience} epochs "
+                since = temperatures.warmup.ended_after or 0
+                counted = f" since the warm-up ended after epoch {since}" if since > early["best_epoch"] else ""
+                info(f"early stop: no {cfg.monitor} gain for {cfg.patience} epochs{counted} "
                      f"(best epoch {early['best_epoch']})", quiet)
                 break
             if cfg.time_limit and epoch < last_epoch and time.perf_counter() - started >= 60 * cfg.time_limit:
