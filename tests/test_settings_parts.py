@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adaptau_cli.base.errors import UserError
 from adaptau_cli.base.settings import TRAIN_PARTS, TrainConfig, build
@@ -45,12 +49,18 @@ def test_a_wrong_grouped_file_is_one_readable_error(tmp_path, text, message):
         build(TrainConfig, f, "train")
 
 
-def test_config_toml_round_trips_any_string(tmp_path):
+@given(st.text(max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_config_toml_round_trips_any_string(text):
+    """Any string a user can put in a setting (quotes, backslashes, control characters, DEL,
+    astral characters) comes back from config.toml unchanged."""
     from adaptau_cli.base.settings import PreprocessConfig, dump_toml, read_toml, to_dict
 
-    odd = 'a "quoted" \\ back\\slash\nnew line\ttab \x01 ctrl é'
-    cfg = PreprocessConfig(dataset="synthetic", user_col=odd, sep="\t")
-    f = tmp_path / "config.toml"
-    f.write_text(dump_toml({"dataset": to_dict(cfg)}), encoding="utf-8")
-    again = read_toml(f)["dataset"]
-    assert again["user_col"] == odd and again["sep"] == "\t"
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")   # a file holds UTF-8
+    for odd in (text, 'a "quoted" \\ back\\slash\nnew line\ttab \x01 ctrl \x7f del é 😀'):
+        cfg = PreprocessConfig(dataset="synthetic", user_col=odd, sep="\t")
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / "config.toml"
+            f.write_text(dump_toml({"dataset": to_dict(cfg)}), encoding="utf-8")
+            again = read_toml(f)["dataset"]
+        assert again["user_col"] == odd and again["sep"] == "\t"

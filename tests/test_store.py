@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_store_root_resolution(monkeypatch, tmp_path):
     assert store.store_root() == tmp_path / "env"
     monkeypatch.delenv("ADAPTAU_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    if store.sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux"):
         assert store.store_root() == tmp_path / "xdg" / "adaptau"
         monkeypatch.delenv("XDG_CACHE_HOME")
         monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -11,8 +11,6 @@ settings back so that ``config.toml`` reruns it.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar, get_args, get_type_hints
@@ -169,38 +167,23 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def dump_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """Write ``{section: {key: scalar | list}}`` as TOML (None values are omitted)."""
-    lines: list[str] = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        for key, value in table.items():
-            if value is None:
-                continue
-            lines.append(f"{key} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    """Write ``{section: {key: scalar | list}}`` as TOML (None values are omitted).
 
+    ``tomli_w`` writes it: every string escaped as the TOML spec asks (control
+    characters, DEL, quotes), floats as TOML floats (nan, inf) — a hand-written
+    writer got DEL wrong.
+    """
+    import tomli_w
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Path):
-        value = str(value)
-    if isinstance(value, str):
-        # JSON's string escapes (\\ \" \n \t \uXXXX ...) are TOML basic-string escapes too: control
-        # characters in a path or a column name stay a valid one-line TOML string.
-        return json.dumps(value, ensure_ascii=False)
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    tables = {name: {k: plain(v) for k, v in table.items() if v is not None} for name, table in sections.items()}
+    return tomli_w.dumps(tables)
 
 
 # --------------------------------------------------------------------------

@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import time
 import uuid
@@ -74,14 +73,9 @@ def store_root(home: str | os.PathLike | None = None) -> Path:
     env = os.environ.get("ADAPTAU_HOME")
     if env:
         return Path(env).expanduser()
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "adaptau"
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base) / "adaptau" / "Cache"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "adaptau"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("adaptau", appauthor=False))
 
 
 def datasets_dir(root: str | os.PathLike) -> Path:
