@@ -346,3 +346,23 @@ def test_a_negative_seed_is_a_user_error(sample, tmp_path):
     data_cfg, ds = sample
     with pytest.raises(UserError, match="--seed must be a non-negative integer"):
         train(quick(seed=-1), data_cfg, ds, tmp_path / "s")
+
+
+def test_on_epoch_sees_every_row_and_an_exception_leaves_a_resumable_run(sample, tmp_path):
+    data_cfg, ds = sample
+    seen: list[dict] = []
+
+    class Prune(Exception):
+        pass
+
+    def callback(row):
+        seen.append(row)
+        if row["epoch"] == 2:
+            raise Prune
+
+    with pytest.raises(Prune):
+        train(quick(epochs=4), data_cfg, ds, tmp_path / "r", on_epoch=callback)
+    assert [r["epoch"] for r in seen] == [1, 2] and "valid_recall@20" in seen[0]
+    resumed = train(quick(epochs=4), data_cfg, ds, tmp_path / "r", resume=True)   # lock released, checkpoint kept
+    full = train(quick(epochs=4), data_cfg, ds, tmp_path / "full")
+    assert resumed.test_metrics == full.test_metrics

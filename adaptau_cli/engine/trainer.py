@@ -32,7 +32,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -428,7 +428,8 @@ def _epoch_line(cfg: TrainConfig, label: str, ks: tuple[int, ...], row: dict[str
 
 
 def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: PreparedDataset, out: Path | str,
-          resume: bool = False, quiet: bool = True, model: torch.nn.Module | None = None) -> TrainResult:
+          resume: bool = False, quiet: bool = True, model: torch.nn.Module | None = None,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train, validate and checkpoint a model on ``dataset``; write the run directory ``out``.
 
     ``model``: any backbone (``models.protocol.Backbone``) to train instead of
@@ -439,7 +440,10 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
     ``out/checkpoint-last.pt`` (same dataset fingerprint required) up to
     ``train_cfg.epochs``. Raises ``UserError`` for bad settings,
     ``TrainingDiverged`` when the loss becomes NaN/inf (the last good
-    checkpoint is kept).
+    checkpoint is kept). ``on_epoch(row)`` is called after each epoch is
+    checkpointed, with that epoch's history row (loss, τ0, metrics ...): a
+    tracker logs it, a tuner reports it; an exception it raises (an Optuna
+    prune) ends the run there, the run directory intact and resumable.
     """
     if model is not None:
         train_cfg = dataclasses.replace(train_cfg, model=custom_model_name(model))
@@ -452,7 +456,7 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
     select_split = _check_inputs(cfg, dataset, quiet)
     _make_run_dir(out)
     with exclusive_lock(out / RUN_LOCK, f"run directory {out}"):   # one writer per run directory
-        return _train_locked(cfg, data_cfg, dataset, out, resume, quiet, model, device, select_split)
+        return _train_locked(cfg, data_cfg, dataset, out, resume, quiet, model, device, select_split, on_epoch)
 
 
 def _make_run_dir(out: Path) -> None:
@@ -468,7 +472,7 @@ def _make_run_dir(out: Path) -> None:
 
 def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path,
                   resume: bool, quiet: bool, model: torch.nn.Module | None, device: str,
-                  select_split: str) -> TrainResult:
+                  select_split: str, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """``train`` once the run directory is this process's."""
     ckpt = _open_run_dir(out, cfg, data_cfg, dataset, resume)
 
@@ -573,6 +577,8 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
             if not quiet:
                 err_console.print(_epoch_line(cfg, label, ks, row, metrics, improved), highlight=False,
                                   soft_wrap=True)
+            if on_epoch is not None:
+                on_epoch(dict(row))
             if early["stopped"]:
                 since = temperatures.warmup.ended_after or 0
                 counted = f" since the warm-up ended after epoch {since}" if since > early["best_epoch"] else ""
