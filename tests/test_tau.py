@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +38,26 @@ def test_score_stats_equal_brute_force_over_all_pairs():
     assert stats.var == pytest.approx(allpairs.var(), abs=1e-12)
     assert stats.mu_pos == pytest.approx(pos.mean(), abs=1e-12)
     assert stats.var_pos == pytest.approx(pos.var(), abs=1e-12)
+
+
+@given(n_pairs=st.integers(1, 400), block=st.integers(1, 64), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_positive_moments_in_blocks_equal_one_pass(n_pairs, block, seed):
+    """The bounded-memory path (any block size) gives the one-pass mean and variance."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(17, 4, generator=g, dtype=torch.float64) * 3 + 1     # off-centre: cancellation-prone
+    i = torch.randn(19, 4, generator=g, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    pu, pi = rng.integers(0, 17, n_pairs), rng.integers(0, 19, n_pairs)
+    pos = np.array([float(u[a] @ i[b]) for a, b in zip(pu, pi)])
+    old = T.PAIR_BLOCK
+    try:
+        T.PAIR_BLOCK = block
+        mean, var = T.positive_moments(u, i, pu, pi)
+    finally:
+        T.PAIR_BLOCK = old
+    assert mean == pytest.approx(pos.mean(), rel=1e-12, abs=1e-12)
+    assert var == pytest.approx(pos.var(), rel=1e-10, abs=1e-12)
 
 
 def test_tau0_from_model_matches_formula_on_brute_force_stats():
