@@ -276,7 +276,7 @@ class TrainConfig:
     lr_min: float = 1e-6                # decay never goes below this
     l2: float = 1e-5
     dropout: float = 0.0
-    loss: str = "softmax"               # softmax|bpr
+    loss: str = "softmax"               # softmax|bpr|ccl|directau|bsl|learned-tau (the last four: rivals.py)
     norm: str = "both"                  # both|user|item|none
     tau_mode: str = "adap-tau"          # fixed|adap-tau0|adap-tau|none
     tau: float = 0.16                   # the fixed temperature (tau_mode=fixed)
@@ -304,6 +304,17 @@ class TrainConfig:
     device: str = "auto"                # auto|cpu|cuda
     threads: int | None = None
     time_limit: float = 0.0             # minutes per invocation, 0 = none; stops after the epoch that crosses it
+    # The rival losses (issue #17, adaptau_cli/method/rivals.py); each default is its paper's or its code's.
+    ccl_margin: float = 0.9             # CCL margin m on the negatives' cosine: SimpleX's config (Mao et al. 2021)
+    ccl_negative_weight: float = 150.0  # CCL weight w of the negatives' mean: SimpleX's config (with 1000 negatives)
+    directau_gamma: float = 1.0         # DirectAU's uniformity weight γ: the authors' code default (gamma: 1)
+    bsl_tau2: float = 1.1               # BSL's t2, the exponent on the negatives' sum (positive at temperature
+                                        # t2·τ): the authors' per-row ML-1M value (their README); 1 = softmax
+    learned_tau_init: float = 0.07      # learned-tau's starting τ: CLIP's (Radford et al. 2021)
+    learned_tau_min: float = 0.01       # learned-tau's clamp: CLIP keeps 1/τ <= 100
+    learned_tau_max: float = 2.0        # (CLIP has no upper clamp; this is tau_max, the adaptive modes' bound)
+    logq: bool = False                  # softmax with in-batch negatives: subtract log q_j (Yi et al. 2019);
+                                        # off = the published setups (LightGCN's in-batch softmax is uncorrected)
 
     def __post_init__(self) -> None:
         # resolved here, so that config.toml records the number that ran (and a resumed run keeps it)
@@ -341,6 +352,14 @@ class LossSettings:
     negative_groups: int = 16
     positive_in_denominator: bool = False
     l2: float = 1e-5
+    ccl_margin: float = 0.9             # the rival losses' settings: defaults and why in TrainConfig
+    ccl_negative_weight: float = 150.0
+    directau_gamma: float = 1.0
+    bsl_tau2: float = 1.1
+    learned_tau_init: float = 0.07
+    learned_tau_min: float = 0.01
+    learned_tau_max: float = 2.0
+    logq: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,7 +428,9 @@ class TrainParts:
 TRAIN_PARTS: dict[str, tuple[type, dict[str, str]]] = {
     "model": (ModelSettings, {"name": "model", "dim": "dim", "layers": "layers", "dropout": "dropout"}),
     "loss": (LossSettings, {f: f for f in ("loss", "norm", "negatives", "num_negatives", "negative_groups",
-                                            "positive_in_denominator", "l2")}),
+                                            "positive_in_denominator", "l2", "ccl_margin", "ccl_negative_weight",
+                                            "directau_gamma", "bsl_tau2", "learned_tau_init", "learned_tau_min",
+                                            "learned_tau_max", "logq")}),
     "temperature": (TemperatureSettings, {
         "mode": "tau_mode", "tau": "tau", "warmup_epochs": "warmup_epochs", "warmup_patience": "warmup_patience",
         "warmup_gap": "warmup_gap", "user_quantile_filter": "user_quantile_filter", "formula": "tau0_formula",
@@ -466,7 +487,7 @@ class EvaluateConfig:
 # The engine and the data layer check again (a library call skips the CLI); the messages match.
 Model = Literal["mf", "lightgcn"]
 Negatives = Literal["per-row", "shared", "grouped", "in-batch", "all"]
-Loss = Literal["softmax", "bpr"]
+Loss = Literal["softmax", "bpr", "ccl", "directau", "bsl", "learned-tau"]
 Norm = Literal["both", "user", "item", "none"]
 TauMode = Literal["fixed", "adap-tau0", "adap-tau", "none"]
 TauBaseline = Literal["mean", "quantile"]

@@ -183,7 +183,9 @@ class ModelFlags:
     layers: Annotated[Optional[int], typer.Option("--layers", help="LightGCN layers (default 3).")] = None
     dropout: Annotated[Optional[float], typer.Option(
         "--dropout", help="Dropout on the MF user embedding / LightGCN layers (default 0).")] = None
-    loss: Annotated[Optional[str], typer.Option("--loss", help="softmax (default) | bpr.")] = None
+    loss: Annotated[Optional[str], typer.Option(
+        "--loss", help="softmax (default) | bpr | ccl (SimpleX) | directau | bsl (bilateral softmax) | "
+                       "learned-tau (softmax with a trained tau); the last four: README, 'Rival losses'.")] = None
     tau_mode: Annotated[Optional[str], typer.Option(
         "--tau-mode", help="fixed | adap-tau0 | adap-tau (default) | none (tau = 1, for --norm none).")] = None
     tau: Annotated[Optional[float], typer.Option(
@@ -217,6 +219,28 @@ class ModelFlags:
         "--patience", help="Epochs without gain before stopping (default 50).")] = None
     select_on: Annotated[Optional[str], typer.Option(
         "--select-on", help="valid (default) | test (the published protocol; labelled as such).")] = None
+    ccl_margin: Annotated[Optional[float], typer.Option(
+        "--ccl-margin", help="--loss ccl: negatives push only above this cosine (default 0.9, SimpleX's).")] = None
+    ccl_negative_weight: Annotated[Optional[float], typer.Option(
+        "--ccl-negative-weight", help="--loss ccl: weight w of the negatives' mean hinge (default 150, "
+                                      "SimpleX's).")] = None
+    directau_gamma: Annotated[Optional[float], typer.Option(
+        "--directau-gamma", help="--loss directau: weight of the uniformity term (default 1, the authors' "
+                                 "code).")] = None
+    bsl_tau2: Annotated[Optional[float], typer.Option(
+        "--bsl-tau2", help="--loss bsl: the exponent t2 on the negatives' sum, i.e. the positive scored at "
+                           "temperature t2*tau (default 1.1, the authors' ML-1M value; 1 = softmax).")] = None
+    learned_tau_init: Annotated[Optional[float], typer.Option(
+        "--learned-tau-init", help="--loss learned-tau: the starting tau (default 0.07, CLIP's).")] = None
+    learned_tau_min: Annotated[Optional[float], typer.Option(
+        "--learned-tau-min", help="--loss learned-tau: the smallest tau (default 0.01: 1/tau <= 100, "
+                                  "CLIP's clamp).")] = None
+    learned_tau_max: Annotated[Optional[float], typer.Option(
+        "--learned-tau-max", help="--loss learned-tau: the largest tau (default 2.0, as --tau-mode's).")] = None
+    logq: Annotated[Optional[bool], typer.Option(
+        "--logq/--no-logq", help="Softmax with --negatives in-batch: subtract log q_j, the log of each item's "
+                                 "training popularity share, from its logits (Yi et al. 2019; default: no, "
+                                 "as the published setups).")] = None
 
 
 @dataclasses.dataclass

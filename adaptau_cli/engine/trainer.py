@@ -58,6 +58,7 @@ from adaptau_cli.method.losses import (
     Negatives,
     l2_penalty,
 )
+from adaptau_cli.method.rivals import check_rival_settings, learned_temperature, make_criterion
 from adaptau_cli.method.temperature import (
     TAU_MODES,
     TemperatureController,
@@ -147,6 +148,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    check_rival_settings(cfg.parts().loss, cfg.tau_mode)   # the rival losses and logq (method/rivals.py)
     metric, _, k = cfg.monitor.partition("@")
     if metric not in metric_names() or not k.isdigit() or int(k) not in {int(x) for x in cfg.ks}:
         raise UserError(f"--monitor {cfg.monitor!r} is not one of the computed metrics",
@@ -154,12 +156,16 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam (as published); the fused kernel where torch has one (one pass instead of ~10 on CPU)."""
+def make_optimizer(model: torch.nn.Module, lr: float, extra: Any = ()) -> torch.optim.Optimizer:
+    """Adam (as published); the fused kernel where torch has one (one pass instead of ~10 on CPU).
+
+    ``extra``: parameters trained with the model's, in the same group (a loss's learned τ).
+    """
+    params = list(model.parameters()) + list(extra)
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _seed_everything(seed: int) -> None:
@@ -203,7 +209,7 @@ def _set_rng_states(states: dict[str, Any], gen: torch.Generator, device: str, s
 # ---------------------------------------------------------------------------
 
 def _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg, data_cfg, dataset,
-                resumes):
+                resumes, criterion=None):
     return {
         "format": checkpoint.CHECKPOINT_FORMAT,
         "train_config": to_dict(cfg),
@@ -221,7 +227,14 @@ def _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, histo
         "history": list(history),
         "resumes": list(resumes),             # each resume: after which epoch, which settings changed
         "selection": selection_label(cfg.select_on),
+        **_criterion_state(criterion),        # a loss's own parameters (learned τ); none for softmax/bpr
     }
+
+
+def _criterion_state(criterion: torch.nn.Module | None) -> dict[str, Any]:
+    """``{"criterion": state}`` when the loss module has state to resume (a learned τ), else nothing."""
+    state = criterion.state_dict() if criterion is not None else {}
+    return {"criterion": {k: v.detach().cpu() for k, v in state.items()}} if state else {}
 
 
 def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -350,7 +363,7 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
         user_table, item_table = model()
         w_neg, w_pos = temperatures.inverse_temperatures(users)
         res = criterion(user_table.index_select(0, users), item_table.index_select(0, pos),
-                        Negatives.from_indices(cfg.negatives, item_table, negs), w_neg, w_pos, track)
+                        Negatives.from_indices(cfg.negatives, item_table, negs, pos), w_neg, w_pos, track)
         if cfg.l2 > 0:
             raw_users, raw_items = model.raw_tables()
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
@@ -488,7 +501,8 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
     if callable(bind):                     # a graph model attaches the training graph (LightGCN)
         bind(dataset.train.users, dataset.train.items)
     model.to(device)
-    optimizer = make_optimizer(model, cfg.lr)
+    criterion = make_criterion(cfg.parts().loss, dataset.item_popularity, AdapTauLoss).to(device)
+    optimizer = make_optimizer(model, cfg.lr, criterion.parameters())
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     temperatures = TemperatureController(cfg.parts().temperature, dataset.n_users,
@@ -501,6 +515,8 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
         resumes = list(ckpt.get("resumes", []))
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if "criterion" in ckpt:               # absent from older checkpoints and for losses without state
+            criterion.load_state_dict(ckpt["criterion"])
         _set_rng_states(ckpt["rng"], gen, device, cfg.seed, int(ckpt["epoch"]), quiet)
         temperatures.load_state_dict({"tau_state": ckpt["tau_state"],
                                       "warmup": _restored_warmup(ckpt, temperatures.warmup).to_dict()})
@@ -509,7 +525,6 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
         start = int(ckpt["epoch"])
         info(f"resuming {out} after epoch {start}", quiet)
 
-    criterion = AdapTauLoss(cfg.loss, cfg.norm, cfg.positive_in_denominator)
     groups = popularity_groups(dataset.item_popularity, cfg.groups, cfg.grouping)
     group_sizes = np.bincount(groups, minlength=cfg.groups)
     heldout, exclude = split_masks(dataset, select_split)
@@ -543,6 +558,8 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
                 row.update(tau0_closed=temps.closed, mu_pos=temps.stats.mu_pos, mu=temps.stats.mu,
                            score_gap=temps.stats.mu_pos - temps.stats.mu)
             row.update(temperatures.summary())
+            if (learned_tau := learned_temperature(criterion)) is not None:   # --loss learned-tau
+                row["learned_tau"] = learned_tau
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
             metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
             for k in ks:
@@ -569,7 +586,7 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
                 info(f"epoch {epoch}: no {cfg.monitor} gain for {cfg.lr_decay_patience} epochs, "
                      f"lr -> {new_lr:.3g}", quiet)
             state = _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg,
-                                data_cfg, dataset, resumes)
+                                data_cfg, dataset, resumes, criterion)
             if improved:
                 checkpoint.save(out / checkpoint.BEST, state)
             checkpoint.save(out / checkpoint.LAST, state)

@@ -53,7 +53,9 @@ import torch
 from torch.nn import functional as F
 
 NEGATIVES = ("per-row", "shared", "grouped", "in-batch", "all")
-LOSSES = ("softmax", "bpr")
+ADAPTAU_LOSSES = ("softmax", "bpr")                            # AdapTauLoss
+RIVAL_LOSSES = ("ccl", "directau", "bsl", "learned-tau")       # method/rivals.py (issue #17)
+LOSSES = ADAPTAU_LOSSES + RIVAL_LOSSES
 NORMS = ("both", "user", "item", "none")
 CHUNK_ELEMENTS = 1 << 23   # gathered floats per chunk in the chunked per-row path (32 MiB)
 DENSE_LIMIT = 1 << 26      # the dense per-row path is used while B·m stays under this
@@ -348,7 +350,9 @@ class Negatives:
     ``items`` are raw (un-normalized) item vectors: the shared block (M, d), the
     grouped blocks stacked (G·M, d), or the whole catalogue (m, d) for
     ``per_row`` (sampled by ``index`` (B, M), scored in bounded memory) and
-    ``catalogue`` (the full softmax). ``in_batch`` uses the batch's own positives.
+    ``catalogue`` (the full softmax). ``in_batch`` uses the batch's own positives;
+    its ``index``, when given, holds their item ids (the log-Q correction of
+    ``rivals.LogQSoftmaxLoss`` looks up each negative's popularity by it).
     """
 
     kind: str
@@ -370,16 +374,21 @@ class Negatives:
         return cls("per-row", catalogue, index)
 
     @classmethod
-    def in_batch(cls) -> "Negatives":
-        return cls("in-batch")
+    def in_batch(cls, pos_items: torch.Tensor | None = None) -> "Negatives":
+        """The batch's own positives; ``pos_items`` (B,) are their item ids, if a loss needs them."""
+        return cls("in-batch", index=pos_items)
 
     @classmethod
     def catalogue(cls, items: torch.Tensor) -> "Negatives":
         return cls("all", items)
 
     @classmethod
-    def from_indices(cls, kind: str, item_table: torch.Tensor, neg_items: torch.Tensor | None) -> "Negatives":
-        """The negatives a sampler drew as indices into ``item_table`` (see ``batch_loss`` for the shapes)."""
+    def from_indices(cls, kind: str, item_table: torch.Tensor, neg_items: torch.Tensor | None,
+                     pos_items: torch.Tensor | None = None) -> "Negatives":
+        """The negatives a sampler drew as indices into ``item_table`` (see ``batch_loss`` for the shapes).
+
+        ``pos_items``: the batch's positive item ids, kept by in-batch negatives (which they are).
+        """
         if kind not in NEGATIVES:
             raise ValueError(f"unknown negatives {kind!r} (expected one of {', '.join(NEGATIVES)})")
         if kind == "shared":
@@ -390,7 +399,7 @@ class Negatives:
             return cls.per_row(item_table, neg_items)
         if kind == "all":
             return cls.catalogue(item_table)
-        return cls.in_batch()
+        return cls.in_batch(pos_items)
 
 
 class AdapTauLoss(torch.nn.Module):
@@ -410,8 +419,8 @@ class AdapTauLoss(torch.nn.Module):
     def __init__(self, loss: str = "softmax", norm: str = "both", positive_in_denominator: bool = False,
                  fused: bool = True, per_row_strategy: str = "auto"):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(LOSSES)})")
+        if loss not in ADAPTAU_LOSSES:   # the rivals are other modules: rivals.make_criterion builds any loss
+            raise ValueError(f"unknown loss {loss!r} for AdapTauLoss (expected one of {', '.join(ADAPTAU_LOSSES)})")
         self.kind = loss
         self.norm_users, self.norm_items = normalize_flags(norm)
         self.positive_in_denominator = bool(positive_in_denominator)
