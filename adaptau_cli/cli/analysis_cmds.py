@@ -41,6 +41,9 @@ SkipUnknownOpt = Annotated[bool, typer.Option(
     "--skip-unknown", help="Leave out ids the dataset does not know instead of failing.")]
 ExcludeSeenOpt = Annotated[bool, typer.Option(
     "--exclude-seen", help="Also exclude the user's validation and test items (training items always are).")]
+IndexDirOpt = Annotated[Optional[Path], typer.Option(
+    "--index", help="Folder of `adaptau export --index` for this run: top-K from its FAISS index (over-fetched "
+                    "and filtered; a user left short is scored exactly). Needs the optional faiss-cpu package.")]
 
 
 def _eval_settings(config, **flags):
@@ -100,7 +103,7 @@ def analyze_magnitude_cmd(
 def recommend_cmd(
     run: RunArg, users: UsersOpt, k: TopKOpt = 20, out: RecsOutOpt = None,
     skip_unknown: SkipUnknownOpt = False, exclude_seen: ExcludeSeenOpt = False, device: DeviceOpt = None,
-    quiet: QuietOpt = False, as_json: JsonOpt = False,
+    index: IndexDirOpt = None, quiet: QuietOpt = False, as_json: JsonOpt = False,
 ) -> None:
     """Top-K unseen items for given users, with your original user and item ids."""
     from adaptau_cli.base.console import emit, info
@@ -112,7 +115,7 @@ def recommend_cmd(
     if out is not None:
         check_writable_file(out)
     recs = recommend(run, users, k=k, skip_unknown=skip_unknown, exclude_seen=exclude_seen,
-                     device=resolve_device(device or "auto"))
+                     device=resolve_device(device or "auto"), index=index)
     if recs.unknown:
         info("[yellow]skipped {n} unknown user id(s):[/] {ids}", quiet, n=len(recs.unknown),
              ids=", ".join(recs.unknown[:10]))

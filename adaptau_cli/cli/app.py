@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover
 from adaptau_cli import __version__
 from adaptau_cli.base.console import err_console, plain
 from adaptau_cli.base.errors import EXIT_INTERNAL, AdaptauError
-from adaptau_cli.cli import analysis_cmds, data_cmds, quickstart_cmd, train_cmds
+from adaptau_cli.cli import analysis_cmds, compare_cmd, data_cmds, export_cmd, quickstart_cmd, train_cmds
 
 _STATE = {"debug": False}
 
@@ -103,7 +103,7 @@ def _root(
     _STATE["debug"] = debug
 
 
-for _group in (data_cmds, train_cmds, analysis_cmds, quickstart_cmd):
+for _group in (data_cmds, train_cmds, analysis_cmds, quickstart_cmd, export_cmd, compare_cmd):
     for _name, _command in _group.COMMANDS.items():
         app.command(_name)(_command)
 

@@ -19,6 +19,7 @@ import torch
 from adaptau_cli.base.errors import UserError
 from adaptau_cli.eval.topk import DEFAULT_MAX_BLOCK_BYTES, score_topk
 
+
 @dataclasses.dataclass
 class Ranked:
     """What every metric of one cut-off K reads: per-user running sums over the first K ranks.
@@ -122,12 +123,18 @@ def hit_matrix(topk: np.ndarray, users: np.ndarray, heldout: sp.csr_matrix) -> n
 
 
 def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-    """Mean of each registered metric @K over the rows of ``hits`` (users with >= 1 held-out item).
+    """Mean of each registered metric @K over the rows of ``hits`` (users with >= 1 held-out item)."""
+    return {key: float(np.mean(values)) for key, values in per_user_metrics(hits, n_relevant, ks).items()}
 
-    Running sums over the ranks are computed once for the largest K; each K
-    reads its column.
+
+def per_user_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Each registered metric @K per row of ``hits`` (one user each): the values ``ranking_metrics`` averages.
+
+    Paired significance tests between models (``adaptau compare``) need every
+    user's value, not only the mean. Running sums over the ranks are computed
+    once for the largest K; each K reads its column.
     """
-    out: dict[str, float] = {}
+    out: dict[str, np.ndarray] = {}
     n_relevant = n_relevant.astype(np.float64)
     width = hits.shape[1]
     h = hits.astype(np.float64)
@@ -148,7 +155,7 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int])
                         idcg=ideal[np.maximum(ideal_n, 1) - 1] if kk else np.ones_like(n_relevant),
                         ap=cum_ap[:, kk - 1] if kk else zeros, first=first)
         for name, fn in _REGISTRY.items():
-            out[f"{name}@{k}"] = float(np.mean(fn(ranked)))
+            out[f"{name}@{k}"] = fn(ranked)
     return out
 
 

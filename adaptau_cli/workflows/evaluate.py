@@ -26,7 +26,7 @@ from adaptau_cli.eval.groups import (
     head_mask,
     popularity_groups,
 )
-from adaptau_cli.eval.metrics import hit_matrix, ranking_metrics, split_masks
+from adaptau_cli.eval.metrics import hit_matrix, per_user_metrics, ranking_metrics, split_masks
 from adaptau_cli.eval.popularity import bias_metrics, group_view
 from adaptau_cli.eval.topk import score_topk
 
@@ -143,6 +143,22 @@ def evaluate_dataset(dataset, user_emb: torch.Tensor, item_emb: torch.Tensor,
         group_info=group_summary(pop, item_groups, cfg.groups), head_share=cfg.head_share,
         tail_items=int(tail.sum()), seconds=time.perf_counter() - t0, info=dict(info or {}),
         topk=topk, users=users)
+
+
+def user_metrics(evaluation: SplitEvaluation, dataset) -> dict[str, np.ndarray]:
+    """Every registered metric @K of each counted user, rows in the order of ``evaluation.users``.
+
+    Their means are ``evaluation.metrics``; paired tests between models
+    (``adaptau compare``) need the per-user values. Recomputed from the top-K
+    lists the evaluation keeps, so what ``evaluate_dataset`` returns stays as it is.
+    """
+    if evaluation.topk is None or evaluation.users is None:
+        raise ValueError(f"{evaluation.label}: this evaluation kept no top-K lists to read per-user metrics from")
+    heldout = dataset.csr(evaluation.split)
+    hits = hit_matrix(evaluation.topk, evaluation.users, heldout)
+    n_rel = np.diff(heldout.indptr)[evaluation.users]
+    return {key: np.asarray(values, dtype=np.float64)
+            for key, values in per_user_metrics(hits, n_rel, evaluation.ks).items()}
 
 
 def run_label(run) -> str:

@@ -6,7 +6,10 @@ with a ``user``/``user_id`` column (or the first column), or a parquet file
 likewise. Items the user interacted with in training are never recommended
 (``exclude_seen`` also drops their validation and test items). A user the
 dataset does not know is an error, unless ``skip_unknown`` is set: then it is
-listed in ``unknown`` and left out.
+listed in ``unknown`` and left out. With ``index`` (a folder written by
+``adaptau export --index``) the candidates come from its FAISS index instead of
+scoring every item (see ``eval.ann.search_unseen`` for the exclusion and the
+exact fallback).
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ class Recommendations:
     k: int
     unknown: list[str]               # requested ids the dataset does not know (skip_unknown)
     label: str = "model"
+    index: dict[str, Any] | None = None   # the exported index used (recommend --index), else None
 
     def to_dict(self) -> dict[str, Any]:
         users = []
         for user, grp in self.frame.groupby("user", sort=False):
             users.append({"user": _plain(user), "items": [_plain(v) for v in grp["item"]],
                           "scores": [float(v) for v in grp["score"]]})
-        return {"run": self.label, "k": self.k, "users": users, "unknown": self.unknown}
+        out = {"run": self.label, "k": self.k, "users": users, "unknown": self.unknown}
+        return out if self.index is None else {**out, "index": self.index}
 
 
 def _plain(v):
@@ -106,8 +111,12 @@ def user_index(dataset, ids: Sequence[str], skip_unknown: bool = False) -> tuple
 
 def recommend_embeddings(dataset, user_emb, item_emb, users: str | Path | Sequence[str], k: int = 20,
                          skip_unknown: bool = False, exclude_seen: bool = False,
-                         batch_users: int = 1024, label: str = "model") -> Recommendations:
-    """Top-``k`` unseen items per requested user from scoring-ready embeddings."""
+                         batch_users: int = 1024, label: str = "model", index=None) -> Recommendations:
+    """Top-``k`` unseen items per requested user from scoring-ready embeddings.
+
+    ``index``: an ``ExportedIndex`` (``workflows.export.open_index``) whose ``topk``
+    replaces the exact ``score_topk``; same answer shape, same exclusions.
+    """
     if k < 1:
         raise UserError(f"--k must be >= 1, got {k}")
     ids = parse_user_spec(users)
@@ -119,8 +128,8 @@ def recommend_embeddings(dataset, user_emb, item_emb, users: str | Path | Sequen
         frame = pd.DataFrame({"user": pd.Series([], dtype=object), "rank": pd.Series([], dtype=np.int64),
                               "item": pd.Series([], dtype=object), "score": pd.Series([], dtype=np.float32)})
         return Recommendations(frame, k, unknown, label)
-    top, scores = score_topk(user_emb, item_emb, idx, sp.csr_matrix(exclude), k, batch_users,
-                             return_scores=True)
+    topk = score_topk if index is None else index.topk
+    top, scores = topk(user_emb, item_emb, idx, sp.csr_matrix(exclude), k, batch_users, return_scores=True)
     keep = np.isfinite(scores)                   # -inf = a masked item (user has < k unseen items)
     rows = np.repeat(np.arange(len(idx)), top.shape[1]).reshape(top.shape)
     ranks = np.cumsum(keep, axis=1)
@@ -130,23 +139,32 @@ def recommend_embeddings(dataset, user_emb, item_emb, users: str | Path | Sequen
         "item": np.asarray(dataset.item_ids)[top[keep]],
         "score": scores[keep].astype(np.float32),
     })
-    return Recommendations(frame, k, unknown, label)
+    return Recommendations(frame, k, unknown, label, None if index is None else index.info())
 
 
 def recommend(run_or_checkpoint, users: str | Path | Sequence[str], k: int = 20, skip_unknown: bool = False,
               exclude_seen: bool = False, device: str = "auto", batch_users: int = 1024,
-              dataset=None) -> Recommendations:
-    """Top-``k`` recommendations of a run directory, checkpoint or ``LoadedRun``."""
+              dataset=None, index: str | Path | None = None) -> Recommendations:
+    """Top-``k`` recommendations of a run directory, checkpoint or ``LoadedRun``.
+
+    ``index``: a folder of ``adaptau export --index`` for this run's checkpoint:
+    the top-K comes from its FAISS index (refused if exported from another checkpoint).
+    """
     from adaptau_cli.engine.runs import load_run, open_run_dataset
 
     run = run_or_checkpoint
     if isinstance(run, (str, Path)):
         run = load_run(run, device=resolve_device(device))
+    searcher = None
+    if index is not None:
+        from adaptau_cli.workflows.export import open_index
+
+        searcher = open_index(index, run)
     if dataset is None:
         dataset = open_run_dataset(run)
     user_emb, item_emb = run.scoring_embeddings(dataset)
     return recommend_embeddings(dataset, user_emb, item_emb, users, k, skip_unknown, exclude_seen,
-                                batch_users, label=run_label(run))
+                                batch_users, label=run_label(run), index=searcher)
 
 
 def write_recommendations(recs: Recommendations, path: str | Path) -> Path:
