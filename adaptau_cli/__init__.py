@@ -48,6 +48,12 @@ _API: dict[str, tuple[str, str]] = {
     "AdapTauLoss": ("adaptau_cli.method.losses", "AdapTauLoss"),
     "Negatives": ("adaptau_cli.method.losses", "Negatives"),
     "l2_penalty": ("adaptau_cli.method.losses", "l2_penalty"),
+    "make_criterion": ("adaptau_cli.method.rivals", "make_criterion"),
+    "CosineContrastiveLoss": ("adaptau_cli.method.rivals", "CosineContrastiveLoss"),
+    "DirectAULoss": ("adaptau_cli.method.rivals", "DirectAULoss"),
+    "BilateralSoftmaxLoss": ("adaptau_cli.method.rivals", "BilateralSoftmaxLoss"),
+    "LearnedTauSoftmaxLoss": ("adaptau_cli.method.rivals", "LearnedTauSoftmaxLoss"),
+    "LogQSoftmaxLoss": ("adaptau_cli.method.rivals", "LogQSoftmaxLoss"),
     # models
     "Backbone": ("adaptau_cli.models.protocol", "Backbone"),
     "MF": ("adaptau_cli.models.mf", "MF"),
@@ -66,6 +72,14 @@ _API: dict[str, tuple[str, str]] = {
     "recommend_embeddings": ("adaptau_cli.workflows.recommend", "recommend_embeddings"),
     "recommend": ("adaptau_cli.workflows.recommend", "recommend"),
     "estimate_tau": ("adaptau_cli.workflows.estimate", "estimate_tau"),
+    # research workflows and serving
+    "compare": ("adaptau_cli.workflows.compare", "compare"),
+    "wilcoxon": ("adaptau_cli.eval.significance", "wilcoxon"),
+    "paired_t": ("adaptau_cli.eval.significance", "paired_t"),
+    "holm": ("adaptau_cli.eval.significance", "holm"),
+    "sweep": ("adaptau_cli.workflows.sweep", "sweep"),
+    "tune": ("adaptau_cli.workflows.tune", "tune"),
+    "export_run": ("adaptau_cli.workflows.export", "export_run"),
 }
 
 __all__ = ["__version__", *_API]

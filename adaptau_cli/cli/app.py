@@ -27,7 +27,16 @@ except ImportError:  # pragma: no cover
 from adaptau_cli import __version__
 from adaptau_cli.base.console import err_console, plain
 from adaptau_cli.base.errors import EXIT_INTERNAL, AdaptauError
-from adaptau_cli.cli import analysis_cmds, compare_cmd, data_cmds, export_cmd, quickstart_cmd, train_cmds
+from adaptau_cli.cli import (
+    analysis_cmds,
+    compare_cmd,
+    data_cmds,
+    export_cmd,
+    quickstart_cmd,
+    sweep_cmd,
+    train_cmds,
+    tune_cmd,
+)
 
 _STATE = {"debug": False}
 
@@ -36,10 +45,15 @@ def _report(exc: BaseException) -> int:
     """Print one readable line for an error escaping a command; return the exit code."""
     if _STATE["debug"]:
         traceback.print_exc()
+    from adaptau_cli.engine.distributed import is_worker, world_from_env  # torch: only on the error path
+
     if isinstance(exc, AdaptauError):
+        if is_worker():          # every rank of a torchrun group meets the same bad input: rank 0 says it
+            return exc.exit_code
         err_console.print(f"[bold red]error:[/] {plain(exc.one_line())}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    err_console.print(f"[bold red]internal error:[/] {plain(type(exc).__name__)}: {plain(exc)} "
+    rank = f"rank {world_from_env().rank}: " if is_worker() else ""
+    err_console.print(f"[bold red]{rank}internal error:[/] {plain(type(exc).__name__)}: {plain(exc)} "
                       "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
     return EXIT_INTERNAL
 
@@ -103,7 +117,7 @@ def _root(
     _STATE["debug"] = debug
 
 
-for _group in (data_cmds, train_cmds, analysis_cmds, quickstart_cmd, export_cmd, compare_cmd):
+for _group in (data_cmds, train_cmds, analysis_cmds, quickstart_cmd, export_cmd, compare_cmd, sweep_cmd, tune_cmd):
     for _name, _command in _group.COMMANDS.items():
         app.command(_name)(_command)
 

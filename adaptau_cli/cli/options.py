@@ -56,6 +56,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (default) | cpu | cuda.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch.")]
+LogToOpt = Annotated[Optional[list[str]], typer.Option(
+    "--log-to", help="Also log every epoch's numbers and the settings to tensorboard (RUN/tensorboard) and/or "
+                     "mlflow; repeat or comma-separate (optional extras: pip install 'adaptau[tensorboard]', "
+                     "'adaptau[mlflow]').", show_default=False, metavar="tensorboard|mlflow")]
+MlflowUriOpt = Annotated[Optional[str], typer.Option(
+    "--mlflow-uri", help="MLflow tracking URI for --log-to mlflow (default: a local file store, RUN/mlruns).")]
 
 # analysis commands
 RunsArg = Annotated[list[Path], typer.Argument(

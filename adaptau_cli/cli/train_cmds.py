@@ -10,6 +10,8 @@ import typer
 from adaptau_cli.cli.options import (
     ConfigOpt,
     JsonOpt,
+    LogToOpt,
+    MlflowUriOpt,
     ModelFlags,
     QuietOpt,
     RuntimeFlags,
@@ -23,6 +25,10 @@ ResumeOpt = Annotated[Optional[Path], typer.Option("--resume", help="Continue th
 CheckpointOpt = Annotated[Optional[Path], typer.Option(
     "--checkpoint", help="A run directory or checkpoint: also estimate from its embeddings.")]
 GapOpt = Annotated[Optional[float], typer.Option("--gap", help="Assumed mu+ - mu of the prior (default 0.7).")]
+NprocOpt = Annotated[Optional[int], typer.Option(
+    "--nproc", help="Train data-parallel in N processes on this machine (torch.distributed.run: gloo on CPU, "
+                    "nccl on CUDA); the batch stays the global batch, the run the same run. Default 1. "
+                    "Several machines: torchrun --nnodes ... $(which adaptau) train ... (docs/scaling.md).")]
 QuantileOpt = Annotated[Optional[float], typer.Option(
     "--user-quantile", help="Users with training count above this quantile enter (default 0.2).")]
 
@@ -30,8 +36,13 @@ QuantileOpt = Annotated[Optional[float], typer.Option(
 @flag_groups
 def train_cmd(*, data: TrainDataFlags, model: ModelFlags, out: OutOpt = None, resume: ResumeOpt = None,
               runtime: RuntimeFlags, quiet: QuietOpt = False, as_json: JsonOpt = False,
-              config: ConfigOpt = None) -> None:
+              config: ConfigOpt = None, nproc: NprocOpt = None, log_to: LogToOpt = None,
+              mlflow_uri: MlflowUriOpt = None) -> None:
     """Train MF or LightGCN with a fixed, Adap-τ0 or Adap-τ temperature; write a run directory."""
+    if nproc is not None and nproc != 1:
+        from adaptau_cli.cli.launch import command_line, launch
+
+        raise typer.Exit(launch(nproc, command_line()))
     from adaptau_cli.base.console import emit
     from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, build
     from adaptau_cli.cli.render import render_train, train_payload
@@ -42,8 +53,11 @@ def train_cmd(*, data: TrainDataFlags, model: ModelFlags, out: OutOpt = None, re
     data_cfg = build(PreprocessConfig, target.config, "dataset", data.overrides())
     train_cfg = build(TrainConfig, target.config, "train", train_overrides(model, runtime),
                       base=target.train_defaults)
-    result = train_target(target, train_cfg, data_cfg, quiet=quiet)
-    emit(train_payload(result), as_json, None if quiet else render_train)
+    result = train_target(target, train_cfg, data_cfg, quiet=quiet, log_to=log_to or (), mlflow_uri=mlflow_uri)
+    from adaptau_cli.engine.distributed import is_worker
+
+    if not is_worker():                  # one summary from a torchrun group: rank 0's
+        emit(train_payload(result), as_json, None if quiet else render_train)
 
 
 @flag_groups

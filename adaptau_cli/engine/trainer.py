@@ -26,6 +26,7 @@ never stopped (tested). Epochs are numbered from 1 in every output.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -46,9 +47,10 @@ from adaptau_cli.base.runtime import resolve_device
 from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, to_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
+from adaptau_cli.engine import distributed as dist
 from adaptau_cli.engine.backbone import check_backbone, scoring_embeddings
 from adaptau_cli.eval.groups import popularity_groups
-from adaptau_cli.eval.metrics import evaluate_embeddings, metric_names, split_masks
+from adaptau_cli.eval.metrics import evaluate_embeddings, metric_names, metric_sums, split_masks
 from adaptau_cli.method import tau as taumod
 from adaptau_cli.method.losses import (
     LOSSES,
@@ -56,6 +58,7 @@ from adaptau_cli.method.losses import (
     NORMS,
     AdapTauLoss,
     Negatives,
+    group_bounds,
     l2_penalty,
 )
 from adaptau_cli.method.rivals import check_rival_settings, learned_temperature, make_criterion
@@ -261,8 +264,11 @@ def _check_inputs(cfg: TrainConfig, dataset: PreparedDataset, quiet: bool) -> st
 
 
 def _open_run_dir(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset,
-                  resume: bool) -> dict[str, Any] | None:
-    """Create ``out`` (or check the run to resume in it); the checkpoint to resume from, if any."""
+                  resume: bool, write: bool = True) -> dict[str, Any] | None:
+    """Create ``out`` (or check the run to resume in it); the checkpoint to resume from, if any.
+
+    ``write=False`` (a rank other than 0): check and read only.
+    """
     last_path = out / checkpoint.LAST
     ckpt = None
     if resume:
@@ -285,8 +291,9 @@ def _open_run_dir(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig, datas
             {"after_epoch": int(ckpt["epoch"]), "changed": {k: list(v) for k, v in changed.items()}}]
     elif last_path.exists():
         raise UserError(f"{out} already holds a run", hint=f"use --resume {out} to continue it, or another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    _write_config(out, cfg, data_cfg)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_config(out, cfg, data_cfg)
     return ckpt
 
 
@@ -348,9 +355,17 @@ class _EpochPass:
 
 def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, criterion: AdapTauLoss,
                  temperatures: TemperatureController, progress, epoch: int, out: Path,
-                 done_epochs: int, early: dict[str, Any]) -> _EpochPass:
-    """One optimizer pass over the shuffled pairs; raises TrainingDiverged on a non-finite loss."""
+                 done_epochs: int, early: dict[str, Any], world: dist.World = dist.SINGLE,
+                 trained: torch.nn.Module | None = None) -> _EpochPass:
+    """One optimizer pass over the shuffled pairs; raises TrainingDiverged on a non-finite loss.
+
+    With several ranks each takes its slice of every global batch (``_shard``), its
+    loss scaled by its share so that DDP's gradient average is the one-process
+    gradient; the logged loss, the epoch sums and Adap-τ's per-user L_u are summed
+    over the ranks, so every rank (and the history) sees what one process would.
+    """
     device = batches.device
+    trained = model if trained is None else trained
     track = temperatures.tracks_user_loss
     tau0 = temperatures.epoch.tau0
     neg_l2_weight = cfg.num_negatives / batches.n_items
@@ -360,15 +375,29 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
     pos_sum = torch.zeros((), dtype=torch.float64, device=device)
     task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=batches.count, stats="")
     for b, (users, pos, negs) in enumerate(batches(gen)):
-        user_table, item_table = model()
+        bounds, share = None, 1.0
+        if world.active:
+            users, pos, negs, bounds, share = _shard(users, pos, negs, cfg.negatives, world)
+        user_table, item_table = trained()
+        if users.shape[0] == 0:                  # an empty shard still joins DDP's gradient average
+            loss = (user_table.sum() + item_table.sum()) * 0.0
+            _global_value(loss, world)           # the other ranks' loss all-reduce
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            continue
         w_neg, w_pos = temperatures.inverse_temperatures(users)
         res = criterion(user_table.index_select(0, users), item_table.index_select(0, pos),
-                        Negatives.from_indices(cfg.negatives, item_table, negs, pos), w_neg, w_pos, track)
+                        Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds), w_neg, w_pos, track)
         if cfg.l2 > 0:
             raw_users, raw_items = model.raw_tables()
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             neg_l2_weight)
-        value = float(res.loss.detach())
+                                             neg_l2_weight, bounds)
+        if world.active:
+            res.loss = res.loss * share
+            value = _global_value(res.loss, world)
+        else:
+            value = float(res.loss.detach())
         _check_loss(value, early, out, epoch, b, tau0, done_epochs)
         optimizer.zero_grad(set_to_none=True)
         res.loss.backward()
@@ -381,10 +410,48 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
             progress.update(task, completed=b + 1,
                             stats=f"{rate:.1f} batch/s  loss {value:.4f}  τ0 {tau0:.4f}")
     progress.remove_task(task)
+    if world.active:
+        dist.all_sum(loss_sum, world)
+        dist.all_sum(pos_sum, world)
+        totals = temperatures.user_loss_totals()
+        if totals is not None:
+            for t in totals:
+                dist.all_sum(t, world)
     epoch_loss = float(loss_sum) / batches.n_pairs
     if not math.isfinite(epoch_loss):
         _diverged(out, epoch, batches.count - 1, f"the epoch's loss became {epoch_loss}", tau0, done_epochs)
     return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0)
+
+
+def _shard(users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor | None, negatives: str, world: dist.World):
+    """This rank's rows of a global batch: (users, positives, negatives, grouped bounds, loss share).
+
+    Per-row negatives follow their rows; a shared block (or the catalogue) is the
+    same for every rank; grouped blocks go with the rows they serve, each block's
+    slice cut to the shard (``bounds``). ``share`` = rows·ranks/batch: DDP divides
+    the summed gradient by the number of ranks, so each rank's mean row loss is
+    weighed by its part of the batch.
+    """
+    rows = users.shape[0]
+    start, end = dist.row_shard(rows, world)
+    bounds = None
+    if negatives == "per-row":
+        negs = negs[start:end]
+    elif negatives == "grouped":
+        kept, bounds = [], []
+        for g, (a, b) in enumerate(group_bounds(rows, negs.shape[0])):
+            lo, hi = max(a, start), min(b, end)
+            if hi > lo:
+                kept.append(g)
+                bounds.append((lo - start, hi - start))
+        negs = negs[kept]
+    return users[start:end], pos[start:end], negs, bounds, (end - start) * world.size / rows
+
+
+def _global_value(loss: torch.Tensor, world: dist.World) -> float:
+    """The global batch loss from the ranks' scaled parts (their mean), the same on every rank."""
+    t = loss.detach().to(torch.float64).reshape(1).clone()
+    return float(dist.all_sum(t, world)) / world.size
 
 
 def _update_early(early: dict[str, Any], metrics: dict[str, float], epoch: int, cfg: TrainConfig,
@@ -463,13 +530,26 @@ def train(train_cfg: TrainConfig, data_cfg: PreprocessConfig | None, dataset: Pr
     data_cfg = data_cfg if data_cfg is not None else PreprocessConfig()
     cfg = check_config(train_cfg)
     out = Path(out)
-    device = resolve_device(cfg.device)
+    world = dist.world_from_env()
+    if world.active and cfg.negatives == "in-batch":
+        raise UserError("in-batch negatives are the other positives of the whole batch; split over processes "
+                        "they would be each shard's", hint="use --negatives shared, grouped or per-row with "
+                                                           "several processes, or train in one")
+    device = dist.rank_device(resolve_device(cfg.device), world)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    quiet = quiet or not world.main                      # rank 0 alone reports progress
     select_split = _check_inputs(cfg, dataset, quiet)
+    world = dist.init_world(device)
+    if world.active and dist.restarted() and (out / checkpoint.LAST).is_file() and not resume:
+        info(f"torchrun restarted the group: resuming {out} from its last checkpoint", quiet)
+        resume = True
     _make_run_dir(out)
-    with exclusive_lock(out / RUN_LOCK, f"run directory {out}"):   # one writer per run directory
-        return _train_locked(cfg, data_cfg, dataset, out, resume, quiet, model, device, select_split, on_epoch)
+    # one writer per run directory: rank 0 holds the lock for the group
+    lock = exclusive_lock(out / RUN_LOCK, f"run directory {out}") if world.main else contextlib.nullcontext()
+    with lock:
+        return _train_locked(cfg, data_cfg, dataset, out, resume, quiet, model, device, select_split, on_epoch,
+                             world)
 
 
 def _make_run_dir(out: Path) -> None:
@@ -485,9 +565,10 @@ def _make_run_dir(out: Path) -> None:
 
 def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: PreparedDataset, out: Path,
                   resume: bool, quiet: bool, model: torch.nn.Module | None, device: str,
-                  select_split: str, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """``train`` once the run directory is this process's."""
-    ckpt = _open_run_dir(out, cfg, data_cfg, dataset, resume)
+                  select_split: str, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                  world: dist.World = dist.SINGLE) -> TrainResult:
+    """``train`` once the run directory is this process's (this group's, with several ranks)."""
+    ckpt = _open_run_dir(out, cfg, data_cfg, dataset, resume, write=world.main)
 
     # --- model, optimizer, randomness -------------------------------------------------
     _seed_everything(cfg.seed)
@@ -501,6 +582,7 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
     if callable(bind):                     # a graph model attaches the training graph (LightGCN)
         bind(dataset.train.users, dataset.train.items)
     model.to(device)
+    trained = dist.wrap(model, world)            # DDP averages the gradients over ranks
     criterion = make_criterion(cfg.parts().loss, dataset.item_popularity, AdapTauLoss).to(device)
     optimizer = make_optimizer(model, cfg.lr, criterion.parameters())
     gen = torch.Generator(device=device)
@@ -545,7 +627,7 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
             if temps.reason:
                 info(f"[yellow]epoch {epoch}:[/] {temps.reason}", quiet)
             done = _train_epoch(model, optimizer, gen, cfg, batches, criterion, temperatures, progress,
-                                epoch, out, len(history), early)
+                                epoch, out, len(history), early, world, trained)
 
             # --- evaluation and bookkeeping ---------------------------------------------
             t1 = time.perf_counter()
@@ -561,7 +643,7 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
             if (learned_tau := learned_temperature(criterion)) is not None:   # --loss learned-tau
                 row["learned_tau"] = learned_tau
             evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
-            metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics if evaluated else {}
+            metrics = _metrics(u_emb, i_emb, heldout, exclude, ks, world) if evaluated else {}
             for k in ks:
                 for m in metric_names():
                     row[f"{select_split}_{m}@{k}"] = metrics.get(f"{m}@{k}", float("nan"))
@@ -585,16 +667,17 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
             if new_lr is not None:
                 info(f"epoch {epoch}: no {cfg.monitor} gain for {cfg.lr_decay_patience} epochs, "
                      f"lr -> {new_lr:.3g}", quiet)
-            state = _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg,
-                                data_cfg, dataset, resumes, criterion)
-            if improved:
-                checkpoint.save(out / checkpoint.BEST, state)
-            checkpoint.save(out / checkpoint.LAST, state)
-            io.write_parquet(out / "history.parquet", _history_frame(history))
+            if world.main:
+                state = _checkpoint(model, optimizer, gen, device, epoch, temperatures, early, history, cfg,
+                                    data_cfg, dataset, resumes, criterion)
+                if improved:
+                    checkpoint.save(out / checkpoint.BEST, state)
+                checkpoint.save(out / checkpoint.LAST, state)
+                io.write_parquet(out / "history.parquet", _history_frame(history))
             if not quiet:
                 err_console.print(_epoch_line(cfg, label, ks, row, metrics, improved), highlight=False,
                                   soft_wrap=True)
-            if on_epoch is not None:
+            if on_epoch is not None and world.main:
                 on_epoch(dict(row))
             if early["stopped"]:
                 since = temperatures.warmup.ended_after or 0
@@ -602,14 +685,29 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
                 info(f"early stop: no {cfg.monitor} gain for {cfg.patience} epochs{counted} "
                      f"(best epoch {early['best_epoch']})", quiet)
                 break
-            if cfg.time_limit and epoch < last_epoch and time.perf_counter() - started >= 60 * cfg.time_limit:
+            if cfg.time_limit and epoch < last_epoch and dist.any_flag(
+                    time.perf_counter() - started >= 60 * cfg.time_limit, world):   # every rank stops together
                 time_limited = True
                 info(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}: "
                      f"continue with --resume {out}", quiet)
                 break
 
+    dist.barrier(world)                        # rank 0's last checkpoint is on disk for every rank
     return _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, device, quiet,
-                   time_limited, resumes)
+                   time_limited, resumes, world)
+
+
+def _metrics(u_emb: torch.Tensor, i_emb: torch.Tensor, heldout, exclude, ks: tuple[int, ...],
+             world: dist.World) -> dict[str, float]:
+    """Full-ranking metrics; with several ranks each ranks a shard of the users and the sums are combined."""
+    if not world.active:
+        return evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+    users = np.flatnonzero(np.diff(heldout.indptr) > 0)
+    start, end = dist.row_shard(len(users), world)
+    names, sums = metric_sums(u_emb, i_emb, heldout, exclude, ks, users[start:end])
+    total = dist.all_sum(torch.as_tensor(sums, dtype=torch.float64, device=u_emb.device), world)
+    return {n: float(v) / len(users) for n, v in zip(names, total.cpu().tolist())} if len(users) else \
+        {n: float("nan") for n in names}
 
 
 def _restored_warmup(ckpt: dict[str, Any], fresh: taumod.Warmup) -> taumod.Warmup:
@@ -649,7 +747,7 @@ def _diverged(out: Path, epoch: int, batch: int, what: str, tau0: float, start_e
 
 
 def _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, device, quiet,
-            time_limited: bool = False, resumes: list | None = None) -> TrainResult:
+            time_limited: bool = False, resumes: list | None = None, world: dist.World = dist.SINGLE) -> TrainResult:
     """Reload the best checkpoint, measure it on valid and test, write report.json / report.md.
 
     A run cut by ``--time-limit`` gets a report too (flagged ``time_limited``), so
@@ -663,11 +761,11 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, de
     valid_metrics = None
     if len(dataset.split("valid")):
         heldout, exclude = split_masks(dataset, "valid")
-        valid_metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+        valid_metrics = _metrics(u_emb, i_emb, heldout, exclude, ks, world)
     test_metrics: dict[str, float] = {}
     if len(dataset.split("test")):
         heldout, exclude = split_masks(dataset, "test")
-        test_metrics = evaluate_embeddings(u_emb, i_emb, heldout, exclude, ks).metrics
+        test_metrics = _metrics(u_emb, i_emb, heldout, exclude, ks, world)
     frame = _history_frame(history)
     label = selection_label(cfg.select_on)
     last_tau0 = float(history[-1]["tau0"]) if history else float("nan")
@@ -706,8 +804,10 @@ def _finish(out, cfg, data_cfg, dataset, model, history, early, temperatures, de
         "data_config": to_dict(data_cfg),
         "run_dir": str(out),
     }
-    io.write_json(out / "report.json", report)
-    io.write_text(out / "report.md", render_report_md(report))
+    report["processes"] = world.size
+    if world.main:
+        io.write_json(out / "report.json", report)
+        io.write_text(out / "report.md", render_report_md(report))
     return TrainResult(run_dir=out, best_epoch=int(early["best_epoch"]), epochs_run=len(history),
                        best_metrics=dict(early["best_metrics"]), test_metrics=test_metrics,
                        valid_metrics=valid_metrics, tau0=last_tau0, selection=label,

@@ -174,6 +174,24 @@ def evaluate_embeddings(user_emb: torch.Tensor, item_emb: torch.Tensor, heldout:
     return EvalResult(ranking_metrics(hits, n_rel[users], ks), len(users), users, topk)
 
 
+def metric_sums(user_emb: torch.Tensor, item_emb: torch.Tensor, heldout: sp.csr_matrix,
+                exclude: sp.csr_matrix | None, ks: Sequence[int], users: np.ndarray,
+                batch_users: int = 1024) -> tuple[list[str], np.ndarray]:
+    """(metric names, their per-user values summed over ``users``) — a part of an evaluation.
+
+    Parts over disjoint sets of users add up to the whole (sums, never means:
+    averaging per-part means weighs users unequally when the parts differ in
+    size). ``users`` must each have a held-out item; the count is ``len(users)``.
+    """
+    names = [f"{m}@{k}" for k in ks for m in metric_names()]
+    if len(users) == 0:
+        return names, np.zeros(len(names))
+    n_rel = np.diff(heldout.indptr)
+    topk = score_topk(user_emb, item_emb, users, exclude, max(ks), batch_users, DEFAULT_MAX_BLOCK_BYTES)
+    values = per_user_metrics(hit_matrix(topk, users, heldout), n_rel[users], ks)
+    return names, np.array([values[n].sum(dtype=np.float64) for n in names])
+
+
 def split_masks(dataset, split: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(held-out, exclude) for a split: valid masks train; test masks train and valid."""
     if split not in ("valid", "test"):

@@ -359,15 +359,25 @@ class Negatives:
     items: torch.Tensor | None = None
     index: torch.Tensor | None = None
     groups: int = 1
+    bounds: list[tuple[int, int]] | None = None   # grouped: each block's row slice (default: group_bounds)
+
+    def row_bounds(self, rows: int) -> list[tuple[int, int]]:
+        """The row slice ``[(start, end)]`` each grouped block serves in a batch of ``rows``.
+
+        Near-equal slices unless given: a data-parallel rank holds part of the
+        global batch, and its rows keep the blocks they had in the whole batch.
+        """
+        return self.bounds if self.bounds is not None else group_bounds(rows, self.groups)
 
     @classmethod
     def shared(cls, block: torch.Tensor) -> "Negatives":
         return cls("shared", block)
 
     @classmethod
-    def grouped(cls, blocks: torch.Tensor, groups: int) -> "Negatives":
-        """``groups`` blocks of M rows stacked as (groups·M, d); block g serves row slice g of the batch."""
-        return cls("grouped", blocks, groups=int(groups))
+    def grouped(cls, blocks: torch.Tensor, groups: int, bounds: list[tuple[int, int]] | None = None) -> "Negatives":
+        """``groups`` blocks of M rows stacked as (groups·M, d); block g serves row slice g of the batch
+        (``bounds[g]`` when given, else the g-th of ``groups`` near-equal slices)."""
+        return cls("grouped", blocks, groups=int(groups), bounds=bounds)
 
     @classmethod
     def per_row(cls, catalogue: torch.Tensor, index: torch.Tensor) -> "Negatives":
@@ -384,7 +394,8 @@ class Negatives:
 
     @classmethod
     def from_indices(cls, kind: str, item_table: torch.Tensor, neg_items: torch.Tensor | None,
-                     pos_items: torch.Tensor | None = None) -> "Negatives":
+                     pos_items: torch.Tensor | None = None,
+                     bounds: list[tuple[int, int]] | None = None) -> "Negatives":
         """The negatives a sampler drew as indices into ``item_table`` (see ``batch_loss`` for the shapes).
 
         ``pos_items``: the batch's positive item ids, kept by in-batch negatives (which they are).
@@ -394,7 +405,7 @@ class Negatives:
         if kind == "shared":
             return cls.shared(item_table.index_select(0, neg_items))
         if kind == "grouped":
-            return cls.grouped(item_table.index_select(0, neg_items.reshape(-1)), neg_items.shape[0])
+            return cls.grouped(item_table.index_select(0, neg_items.reshape(-1)), neg_items.shape[0], bounds)
         if kind == "per-row":
             return cls.per_row(item_table, neg_items)
         if kind == "all":
@@ -442,7 +453,7 @@ class AdapTauLoss(torch.nn.Module):
         use_fused = self.fused and softmax and kind not in ("per-row", "grouped")
         if kind == "grouped":
             blocks = maybe_normalize(negatives.items, ni).view(negatives.groups, -1, negatives.items.shape[-1])
-            bounds = group_bounds(B, negatives.groups)
+            bounds = negatives.row_bounds(B)
             if self.fused and softmax:
                 use_fused = True
                 parts = [fused_matrix_softmax(u[s:e], blocks[g], pos[s:e], _rows_of(w_neg, s, e),
@@ -478,7 +489,7 @@ class AdapTauLoss(torch.nn.Module):
 
 def l2_penalty(l2: float, user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor,
                pos_items: torch.Tensor, negatives: str, neg_items: torch.Tensor | None,
-               neg_l2_weight: float = 1.0) -> torch.Tensor | float:
+               neg_l2_weight: float = 1.0, bounds: list[tuple[int, int]] | None = None) -> torch.Tensor | float:
     """``l2·(‖e_u‖² + ‖e_i‖² + Σ‖e_neg‖²)/(2B)`` on the raw tables (the published term; see the module docstring).
 
     Each negative row counts as often as it is a negative of some row: per-row
@@ -495,7 +506,8 @@ def l2_penalty(l2: float, user_table: torch.Tensor, item_table: torch.Tensor, us
     elif negatives == "shared":
         reg = reg + B * item_table.index_select(0, neg_items).pow(2).sum()
     elif negatives == "grouped":   # block g is a negative of each of its slice's rows
-        sizes = torch.tensor([e - s for s, e in group_bounds(B, neg_items.shape[0])], dtype=item_table.dtype,
+        slices = bounds if bounds is not None else group_bounds(B, neg_items.shape[0])
+        sizes = torch.tensor([e - s for s, e in slices], dtype=item_table.dtype,
                              device=item_table.device)
         reg = reg + (sizes * item_table[neg_items].pow(2).sum((1, 2))).sum()
     elif negatives == "all":

@@ -41,7 +41,6 @@ from adaptau_cli.method.losses import (
     AdapTauLoss,
     BatchLoss,
     Negatives,
-    group_bounds,
     logsumexp_rows,
     maybe_normalize,
     normalize_flags,
@@ -94,7 +93,7 @@ def negative_scores(u: torch.Tensor, p: torch.Tensor, negatives: Negatives, norm
         return per_row_scores(u, items, negatives.index, per_row_strategy), None
     if kind == "grouped":
         blocks = items.view(negatives.groups, -1, items.shape[-1])
-        parts = [u[s:e] @ blocks[g].t() for g, (s, e) in enumerate(group_bounds(u.shape[0], negatives.groups))
+        parts = [u[s:e] @ blocks[g].t() for g, (s, e) in enumerate(negatives.row_bounds(u.shape[0]))
                  if e > s]
         return torch.cat(parts), None
     raise ValueError(f"unknown negatives {kind!r}")

@@ -22,7 +22,6 @@ import csv
 import dataclasses
 import io
 import itertools
-import json
 import math
 import re
 from pathlib import Path
@@ -33,10 +32,10 @@ import numpy as np
 from adaptau_cli.base.console import info
 from adaptau_cli.base.errors import UserError
 from adaptau_cli.base.files import ensure_dir, write_json, write_text
-from adaptau_cli.base.settings import EvaluateConfig, PreprocessConfig, TrainConfig, build, to_dict
-from adaptau_cli.engine import checkpoint
+from adaptau_cli.base.settings import EvaluateConfig, PreprocessConfig, TrainConfig, build
 from adaptau_cli.eval.metrics import metric_names
 from adaptau_cli.eval.significance import holm, mean_sd, paired_t, wilcoxon
+from adaptau_cli.workflows.training import run_state
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")   # a method name is part of its runs' folder names
 DEFAULT_METRICS = ("recall", "ndcg")
@@ -134,51 +133,6 @@ def check_request(methods: Sequence[MethodSpec], settings: CompareSettings) -> N
 
 def seed_run_dir(out: Path, method: str, seed: int) -> Path:
     return Path(out) / "runs" / f"{method}-seed{seed}"
-
-
-def _read_report(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def refuse_other_settings(run_dir: Path, recorded: Mapping[str, Any], train_cfg: TrainConfig) -> None:
-    """UserError when a run folder holds a run of other settings than the config asks for now.
-
-    What a resumed run may change (epochs, threads, device, time limit,
-    patience) is not counted: the same run continues under them.
-    """
-    from adaptau_cli.engine.trainer import RESUME_MAY_CHANGE
-
-    wanted = to_dict(train_cfg)
-    changed = sorted(k for k in recorded if k in wanted and k not in RESUME_MAY_CHANGE and recorded[k] != wanted[k])
-    if changed:
-        what = ", ".join(f"{k} was {recorded[k]!r}, now {wanted[k]!r}" for k in changed)
-        raise UserError(f"{run_dir} holds a run of other settings: {what}",
-                        hint="remove that folder, or choose another --out")
-
-
-def run_state(run_dir: Path, train_cfg: TrainConfig, fingerprint: str) -> str:
-    """``new`` (nothing to continue), ``finished`` (reuse it) or ``interrupted`` (resume it).
-
-    Finished: a report that was not cut by a time limit, from a run that
-    stopped early or reached the epochs asked for. A killed run has a last
-    checkpoint and no (or an older) report: it is resumed, and the trainer
-    checks that its settings and dataset are the ones asked for.
-    """
-    if not (run_dir / checkpoint.LAST).is_file():
-        return "new"
-    report = _read_report(run_dir)
-    if report is None:
-        return "interrupted"
-    refuse_other_settings(run_dir, report.get("train_config") or {}, train_cfg)
-    done = not report.get("time_limited") and (report.get("stopped_early")
-                                               or int(report.get("epochs_run", 0)) >= train_cfg.epochs)
-    if done and (report.get("dataset") or {}).get("fingerprint") != fingerprint:
-        raise UserError(f"{run_dir} was trained on another dataset than the config gives now",
-                        hint="remove that folder, or choose another --out")
-    return "finished" if done else "interrupted"
 
 
 @dataclasses.dataclass(frozen=True)

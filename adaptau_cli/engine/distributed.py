@@ -1,0 +1,162 @@
+"""Data-parallel training on ``torch.distributed``: who this process is, and the few collectives training needs.
+
+The engine does not manage processes: ``torchrun`` (or ``adaptau train --nproc N``,
+which calls the same launcher) starts them and sets ``WORLD_SIZE`` / ``RANK`` /
+``LOCAL_RANK`` / ``MASTER_ADDR``; ``init_world`` joins the group (``gloo`` on CPU,
+``nccl`` on CUDA). What makes a run of N processes the same run as one process:
+
+* every rank draws the same shuffle and the same negatives from the one seeded
+  generator, then keeps its own contiguous slice of each global batch
+  (``row_shard``): the batch size is the global batch, and a shared block is the
+  same block on every rank;
+* each rank's loss is scaled by its share of the global batch, so DDP's average of
+  the gradients is the gradient of the one-process mean loss;
+* the statistics Adap-τ reads are global: μ+ and μ from the (synchronized)
+  embeddings, each user's epoch loss L_u summed and counted over ranks
+  (``all_sum``), so τ0 and every τ_u agree on every rank and with one process;
+* evaluation is sharded by users and combined from summed per-user values,
+  never from per-rank means (uneven shards would weigh users unequally);
+* rank 0 alone writes (checkpoints, history, reports) and talks; decisions that
+  could differ between ranks (the time limit) are agreed with ``any_flag``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """This process's place in the process group (``size == 1``: an ordinary run)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """The rank that writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+SINGLE = World()
+
+
+def world_from_env() -> World:
+    """The world torchrun describes in the environment (one process when it says nothing)."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size <= 1:
+        return SINGLE
+    return World(rank=int(os.environ.get("RANK", "0")), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def is_worker() -> bool:
+    """True in a process other than rank 0 of a torchrun group (it stays quiet)."""
+    return world_from_env().rank != 0
+
+
+def init_world(device: str) -> World:
+    """Join the process group torchrun set up (once per process); the backend follows ``device``."""
+    world = world_from_env()
+    if world.active and not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(world.local_rank)
+        store = _attempt_store(world)
+        if store is None:
+            dist.init_process_group(backend)
+        else:
+            dist.init_process_group(backend, store=store, rank=world.rank, world_size=world.size)
+        atexit.register(_leave)
+    return world
+
+
+def _attempt_store(world: World):
+    """torchrun's own key-value store, under a prefix of this attempt (None: plain ``env://``).
+
+    Why: after torchrun restarts a failed group (``--max-restarts``), the new ranks
+    met the dead attempt's gloo addresses in the shared store and failed to connect
+    (torch 2.13, measured: every restart after a worker died mid-collective). One
+    prefix per attempt gives each attempt its own keys.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
+        return None
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size, is_master=False,
+                         timeout=datetime.timedelta(minutes=10))
+    return dist.PrefixStore(f"/adaptau/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", base)
+
+
+def _leave() -> None:
+    """Leave the group before the interpreter exits (gloo aborts the process otherwise)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_device(device: str, world: World) -> str:
+    """CUDA ranks each take their local GPU; CPU ranks share the CPU."""
+    if world.active and device.startswith("cuda"):
+        return f"cuda:{world.local_rank}"
+    return device
+
+
+def restarted() -> bool:
+    """Whether torchrun restarted the group after a failure (``--max-restarts``): then the run resumes."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+
+
+def row_shard(rows: int, world: World) -> tuple[int, int]:
+    """This rank's contiguous slice ``[start, end)`` of a batch of ``rows`` (near-equal; may be empty)."""
+    return rows * world.rank // world.size, rows * (world.rank + 1) // world.size
+
+
+def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """Sum ``tensor`` over the ranks, in place (nothing to do in a one-process run)."""
+    if world.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def any_flag(flag: bool, world: World) -> bool:
+    """True on every rank when it is true on any (so that all ranks take the same branch)."""
+    if not world.active:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def barrier(world: World) -> None:
+    if world.active:
+        dist.barrier()
+
+
+def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
+    """The module the training step calls: DDP over ``model`` when there are several ranks.
+
+    ``broadcast_buffers=False``: a backbone's buffers (LightGCN's graph) are built
+    identically on every rank from the same data; parameters start equal because
+    every rank seeds the same initialization (DDP also broadcasts rank 0's).
+    """
+    if not world.active:
+        return model
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    on_gpu = next(model.parameters()).is_cuda
+    # torch 2.13 renamed the flag; both mean: do not re-broadcast buffers every forward
+    sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else {"broadcast_buffers": False})
+    return DistributedDataParallel(model, device_ids=[world.local_rank] if on_gpu else None, **sync)
