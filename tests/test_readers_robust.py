@@ -639,3 +639,26 @@ def test_damaged_files_parse_or_raise_a_clean_user_error(case, data, edits):
         assert len(t.user) == len(t.item)
         if t.rating is not None:
             assert len(t.rating) == len(t.user)
+
+
+@pytest.mark.parametrize("column", ["user_id", "item_id"])
+def test_a_parquet_list_column_is_refused_in_one_line(tmp_path, column):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = {"user_id": [1, 1, 2, 2, 3, 3] * 4, "item_id": [1, 2, 3, 4, 5, 6] * 4}
+    values[column] = [[v] for v in values[column]]                       # one list per row, as an export gives
+    pq.write_table(pa.table(values), tmp_path / "lists.parquet")
+    code, _, err = run_cli(["preprocess", "--source", str(tmp_path / "lists.parquet")])
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "list<" in lines[0] and "explode" in lines[0]
+
+
+def test_a_symlink_loop_as_source_is_refused_in_one_line(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    code, _, err = run_cli(["preprocess", "--source", str(tmp_path / "a")])
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--source" in lines[0] and "loop" in lines[0].lower()

@@ -217,7 +217,11 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         # A run's config.toml must reopen the same data from any working directory.
         if self.source:
-            self.source = str(Path(self.source).expanduser().resolve())
+            try:
+                self.source = str(Path(self.source).expanduser().resolve())
+            except (RuntimeError, OSError) as exc:   # a symbolic-link loop (RuntimeError before 3.13)
+                raise UserError(f"cannot read --source {self.source}: {exc}",
+                                hint="point --source at the file or folder itself") from None
 
 
 @dataclasses.dataclass

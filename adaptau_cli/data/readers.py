@@ -1157,8 +1157,16 @@ def _ids(col: pa.ChunkedArray, what: str, where: Callable[[int], str]) -> np.nda
     if pa.types.is_dictionary(t):
         col = col.dictionary_decode()
         t = col.type
+    if pa.types.is_nested(t):
+        raise DataError(f"{where(0)}: the {what} column holds {t} values, not one id per row",
+                        hint="explode it to one (user, item) pair per row first, e.g. pandas' "
+                             "df.explode(column), or choose another column")
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-        col = pc.cast(col, pa.string())
+        try:
+            col = pc.cast(col, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise DataError(f"{where(0)}: the {what} column holds {t} values, which are not ids",
+                            hint="choose another column (ids are integers or strings)") from None
     col = pc.utf8_trim_whitespace(col)
     empty = pc.equal(pc.utf8_length(col), 0)
     if pc.any(empty).as_py():
