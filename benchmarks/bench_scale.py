@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,13 +48,14 @@ import scipy.sparse as sp
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_train import peak_rss_mb, timed  # noqa: E402  (the training benchmark's helpers)
+
 B, M, DIM = 2048, 1024, 64
 DATASET = "synthetic-amazon-book"
 GOWALLA = (29_858, 40_981)
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def load(home: str):
@@ -191,15 +191,6 @@ def floors(n_users: int, n_items: int, groups: int = 1, seed: int = 0) -> dict:
         opt.step()
 
     return {"gemm": gemm, "gemm_gather": gemm_gather, "adam": adam}
-
-
-def timed(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def phase_train(ds, args, negatives: str) -> dict:
