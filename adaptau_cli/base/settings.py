@@ -186,6 +186,11 @@ def dump_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
     return tomli_w.dumps(tables)
 
 
+def run_config_toml(data_cfg: Any, train_cfg: Any) -> str:
+    """A run's ``config.toml`` text: ``[dataset]`` + ``[train]``, what ``adaptau train --config`` takes."""
+    return dump_toml({"dataset": to_dict(data_cfg), "train": to_dict(train_cfg)})
+
+
 # --------------------------------------------------------------------------
 # Settings of each command. Defaults are documented in the README.
 # --------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from adaptau_cli.base import files as io
 from adaptau_cli.base.errors import UserError
-from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, to_dict
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, run_config_toml, to_dict
 
 BACKENDS = ("tensorboard", "mlflow")
 INSTALL_HINTS = {"tensorboard": "pip install 'adaptau[tensorboard]'", "mlflow": "pip install 'adaptau[mlflow]'"}
@@ -298,5 +298,5 @@ def open_trackers(backends: Sequence[str], run_dir: str | Path, train_cfg: Train
     run_dir = Path(run_dir)
     made = [TensorBoardTracker(run_dir) if name == "tensorboard" else MlflowTracker(run_dir, mlflow_uri)
             for name in backends]
-    config_text = dump_toml({"dataset": to_dict(data_cfg), "train": to_dict(train_cfg)})
+    config_text = run_config_toml(data_cfg, train_cfg)
     return Trackers(made, run_dir, run_params(train_cfg, data_cfg), config_text, resume)

@@ -44,7 +44,7 @@ from adaptau_cli.base.console import err_console, info, make_progress
 from adaptau_cli.base.errors import TrainingDiverged, UserError
 from adaptau_cli.base.locks import exclusive_lock
 from adaptau_cli.base.runtime import resolve_device
-from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, to_dict
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, run_config_toml, to_dict
 from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
 from adaptau_cli.engine import distributed as dist
@@ -245,7 +245,7 @@ def _history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _write_config(out: Path, cfg: TrainConfig, data_cfg: PreprocessConfig) -> None:
-    io.write_text(out / "config.toml", dump_toml({"dataset": to_dict(data_cfg), "train": to_dict(cfg)}))
+    io.write_text(out / "config.toml", run_config_toml(data_cfg, cfg))
 
 
 def _check_inputs(cfg: TrainConfig, dataset: PreparedDataset, quiet: bool) -> str:

@@ -39,7 +39,7 @@ from typing import IO, Any, Mapping, Sequence
 from adaptau_cli.base.console import err_console, plain
 from adaptau_cli.base.errors import AdaptauError, UserError
 from adaptau_cli.base.files import ensure_dir, write_json, write_text
-from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, read_toml, to_dict
+from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, read_toml, run_config_toml, to_dict
 from adaptau_cli.engine.rundir import CONFIG_NAME
 from adaptau_cli.workflows.training import dataset_for_training, read_report, refuse_other_settings, run_state
 
@@ -254,7 +254,7 @@ class Running:
 def start_training(run: PlannedRun, data_cfg: PreprocessConfig, out: Path, threads: int) -> Running:
     """Write the run's settings file and start its ``adaptau train`` process, its output to its log."""
     cfg = dataclasses.replace(run.train_cfg, threads=threads)
-    config = write_text(config_file(out, run.name), dump_toml({"dataset": to_dict(data_cfg), "train": to_dict(cfg)}))
+    config = write_text(config_file(out, run.name), run_config_toml(data_cfg, cfg))
     cmd = train_command(run, config, threads)
     path = log_file(out, run.name)
     ensure_dir(path.parent, "logs folder")

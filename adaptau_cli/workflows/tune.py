@@ -45,7 +45,14 @@ from typing import Any, Mapping, Sequence, get_type_hints
 from adaptau_cli.base.console import info
 from adaptau_cli.base.errors import AdaptauError, UserError
 from adaptau_cli.base.files import ensure_dir, write_json, write_parquet, write_text
-from adaptau_cli.base.settings import PreprocessConfig, TrainConfig, dump_toml, from_dict, read_toml, to_dict
+from adaptau_cli.base.settings import (
+    PreprocessConfig,
+    TrainConfig,
+    from_dict,
+    read_toml,
+    run_config_toml,
+    to_dict,
+)
 
 STUDY_DB = "study.db"
 DEFAULT_STUDY = "adaptau"
@@ -536,7 +543,7 @@ def best_toml(plan: TunePlan, best: Any) -> str:
     header = (f"# adaptau tune: study {plan.settings.study!r}, best trial {best.number}: "
               f"valid {plan.train_cfg.monitor} = {best.value:.6g}\n"
               f"# tuned: {', '.join(f'{k} = {v!r}' for k, v in best.params.items())}\n")
-    return header + dump_toml({"dataset": to_dict(plan.data_cfg), "train": to_dict(cfg)})
+    return header + run_config_toml(plan.data_cfg, cfg)
 
 
 def plot_history(frame, monitor: str):
