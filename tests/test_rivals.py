@@ -156,6 +156,19 @@ def test_directau_uniformity_agrees_with_pdist_and_is_zero_for_one_row():
     assert float(R.uniformity(x[:1])) == 0.0
 
 
+def test_directau_uniformity_gradient_is_autograds_and_far_rows_do_not_underflow():
+    x = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: R.uniformity(v, 2.0), (x,))
+    assert torch.autograd.gradcheck(lambda v: R.uniformity(v, 0.5), (x.detach()[:2].clone().requires_grad_(),))
+    far = torch.randn(6, 3, dtype=torch.float64) * 40          # exp(-2·‖a−b‖²) is 0.0 in float64
+    sq = torch.cdist(far, far).pow(2)
+    iu = torch.triu_indices(6, 6, 1)
+    expected = torch.logsumexp(-2 * sq[iu[0], iu[1]], 0) - math.log(15)
+    value = R.uniformity(far)
+    assert torch.isfinite(value)
+    torch.testing.assert_close(value, expected)
+
+
 # ---------------------------------------------------------------------------
 # BSL
 # ---------------------------------------------------------------------------
