@@ -280,6 +280,8 @@ class TrainConfig:
     negatives: str = "grouped"          # per-row|shared|grouped|in-batch|all
     negative_groups: int = 16           # grouped: G blocks of num_negatives, each shared by B/G rows
     lr: float = 1e-3
+    optimizer: str = "adam"             # adam (published, dense) | sparse-adam (lazy row-wise Adam for large
+                                        # catalogues: engine/optimizers.py, measured in docs/scaling.md)
     lr_decay: float = 1.0               # multiply lr by this after lr_decay_patience epochs without gain (1 = off)
     lr_decay_patience: int = 10
     lr_min: float = 1e-6                # decay never goes below this
@@ -397,6 +399,7 @@ class TemperatureSettings:
 @dataclasses.dataclass(frozen=True)
 class OptimizerSettings:
     lr: float = 1e-3
+    name: str = "adam"                  # adam|sparse-adam
     lr_decay: float = 1.0
     lr_decay_patience: int = 10
     lr_min: float = 1e-6
@@ -445,8 +448,8 @@ TRAIN_PARTS: dict[str, tuple[type, dict[str, str]]] = {
         "warmup_gap": "warmup_gap", "user_quantile_filter": "user_quantile_filter", "formula": "tau0_formula",
         "baseline": "tau_baseline", "quantile": "tau_quantile", "scale": "tau_scale",
         "user_positive": "tau_user_positive", "tau_min": "tau_min", "tau_max": "tau_max"}),
-    "optimizer": (OptimizerSettings, {f: f for f in ("lr", "lr_decay", "lr_decay_patience", "lr_min", "epochs",
-                                                      "batch_size")}),
+    "optimizer": (OptimizerSettings, {"name": "optimizer", **{f: f for f in ("lr", "lr_decay", "lr_decay_patience",
+                                                                             "lr_min", "epochs", "batch_size")}}),
     "selection": (SelectionSettings, {f: f for f in ("select_on", "monitor", "patience", "eval_every", "ks",
                                                       "groups", "grouping")}),
     "runtime": (RuntimeSettings, {f: f for f in ("seed", "device", "threads", "time_limit")}),

@@ -179,6 +179,9 @@ class ModelFlags:
     negative_groups: Annotated[Optional[int], typer.Option(
         "--negative-groups", help="With grouped: G blocks of --num-negatives items (default 16).")] = None
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default 1e-3).")] = None
+    optimizer: Annotated[Optional[str], typer.Option(
+        "--optimizer", help="adam (published, default) | sparse-adam (lazy row-wise Adam: only the batch's rows "
+                            "move; for large catalogues, MF with shared or grouped negatives).")] = None
     lr_decay: Annotated[Optional[float], typer.Option(
         "--lr-decay", help="Multiply lr by this after --lr-decay-patience epochs without gain "
                            "(default 1 = constant lr, as published).")] = None

@@ -137,6 +137,35 @@ def any_flag(flag: bool, world: World) -> bool:
     return bool(t.item())
 
 
+def average_gradients(params, world: World) -> None:
+    """What DDP does to a gradient — sum over the ranks, divide by their number — for parameters DDP does not hold.
+
+    Two kinds: a loss's own parameters (learned-τ's log τ: the criterion is not
+    inside DDP), and the embedding tables under ``--optimizer sparse-adam``,
+    whose sparse gradients DDP refuses for a plain ``nn.Parameter`` (it expects
+    them only from ``nn.Embedding(sparse=True)`` modules). gloo all-reduces a
+    sparse gradient as one (only the touched rows travel); NCCL has no sparse
+    all-reduce, which is why sparse-adam is refused on several GPUs. Every
+    rank calls the same collectives in the same order: a parameter without a
+    gradient on this rank (an empty shard) joins with zeros of its kind.
+    """
+    if not world.active:
+        return
+    for p in params:
+        g = p.grad
+        if g is None:
+            g = p.grad = torch.zeros_like(p)
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        p.grad = g / world.size
+
+
+def broadcast_parameters(model: torch.nn.Module, world: World) -> None:
+    """Start every rank from rank 0's weights (what DDP's constructor does) when DDP does not wrap the model."""
+    if world.active:
+        for p in model.parameters():
+            dist.broadcast(p.data, src=0)
+
+
 def barrier(world: World) -> None:
     if world.active:
         dist.barrier()

@@ -49,6 +49,7 @@ from adaptau_cli.data.dataset import PreparedDataset
 from adaptau_cli.engine import checkpoint
 from adaptau_cli.engine import distributed as dist
 from adaptau_cli.engine.backbone import check_backbone, scoring_embeddings
+from adaptau_cli.engine.optimizers import OPTIMIZERS, make_optimizer, row_lookup
 from adaptau_cli.eval.groups import popularity_groups
 from adaptau_cli.eval.metrics import evaluate_embeddings, metric_names, metric_sums, split_masks
 from adaptau_cli.method import tau as taumod
@@ -118,6 +119,11 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     choice("tau0 formula", cfg.tau0_formula, ("simplified", "full"))
     choice("select-on", cfg.select_on, ("valid", "test"))
     choice("grouping", cfg.grouping, ("mass", "count"))
+    choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    if cfg.optimizer == "sparse-adam" and cfg.negatives in ("per-row", "all"):
+        raise UserError(f"--optimizer sparse-adam cannot be used with --negatives {cfg.negatives}: "
+                        "it scores the whole item table, so every row gets a gradient",
+                        hint="use --negatives shared or grouped with sparse-adam, or --optimizer adam")
     checks = [
         (cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
@@ -159,16 +165,30 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, extra: Any = ()) -> torch.optim.Optimizer:
-    """Adam (as published); the fused kernel where torch has one (one pass instead of ~10 on CPU).
+def _check_row_tables(model: torch.nn.Module, cfg: TrainConfig, world: dist.World, device: str) -> None:
+    """sparse-adam needs a backbone whose ``forward()`` hands back its raw tables, so that rows are looked up.
 
-    ``extra``: parameters trained with the model's, in the same group (a loss's learned τ).
+    MF does (without dropout, which makes a new full table each step);
+    LightGCN's tables come out of a propagation over the whole graph, so every
+    row has a gradient and a row-wise update would be dense Adam done slowly.
     """
-    params = list(model.parameters()) + list(extra)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
+    hint = "use --optimizer adam (dense Adam, as published)"
+    if world.active and device.startswith("cuda"):
+        raise UserError("--optimizer sparse-adam with several processes needs the gloo backend (--device cpu): "
+                        "NCCL has no sparse all-reduce", hint=hint)
+    if cfg.dropout > 0:
+        raise UserError(f"--optimizer sparse-adam cannot be used with --dropout {cfg.dropout}: dropout on the "
+                        "user table gives every row a gradient", hint=hint)
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        user_table, item_table = model()
+    model.train(was_training)
+    raw_users, raw_items = model.raw_tables()
+    if user_table is not raw_users or item_table is not raw_items:
+        raise UserError(f"--optimizer sparse-adam needs a model whose forward() returns its raw embedding "
+                        f"tables (mf); {cfg.model} computes its tables from all rows, so every row gets a "
+                        "gradient", hint=hint)
 
 
 def _seed_everything(seed: int) -> None:
@@ -369,6 +389,7 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
     track = temperatures.tracks_user_loss
     tau0 = temperatures.epoch.tau0
     neg_l2_weight = cfg.num_negatives / batches.n_items
+    lookup = row_lookup(cfg.optimizer)
     model.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -380,19 +401,24 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
             users, pos, negs, bounds, share = _shard(users, pos, negs, cfg.negatives, world)
         user_table, item_table = trained()
         if users.shape[0] == 0:                  # an empty shard still joins DDP's gradient average
-            loss = (user_table.sum() + item_table.sum()) * 0.0
+            if cfg.optimizer == "sparse-adam":   # gradients of the same (sparse) kind as the other ranks'
+                loss = (lookup(user_table, users).sum() + lookup(item_table, pos).sum()) * 0.0
+            else:
+                loss = (user_table.sum() + item_table.sum()) * 0.0
             _global_value(loss, world)           # the other ranks' loss all-reduce
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            _average_undistributed(model, criterion, cfg, world)
             optimizer.step()
             continue
         w_neg, w_pos = temperatures.inverse_temperatures(users)
-        res = criterion(user_table.index_select(0, users), item_table.index_select(0, pos),
-                        Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds), w_neg, w_pos, track)
+        res = criterion(lookup(user_table, users), lookup(item_table, pos),
+                        Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds, lookup), w_neg, w_pos,
+                        track)
         if cfg.l2 > 0:
             raw_users, raw_items = model.raw_tables()
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             neg_l2_weight, bounds)
+                                             neg_l2_weight, bounds, lookup)
         if world.active:
             res.loss = res.loss * share
             value = _global_value(res.loss, world)
@@ -401,6 +427,7 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
         _check_loss(value, early, out, epoch, b, tau0, done_epochs)
         optimizer.zero_grad(set_to_none=True)
         res.loss.backward()
+        _average_undistributed(model, criterion, cfg, world)
         optimizer.step()
         loss_sum += res.row_loss.sum(dtype=torch.float64)
         pos_sum += res.pos_score.sum(dtype=torch.float64)
@@ -421,6 +448,15 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
     if not math.isfinite(epoch_loss):
         _diverged(out, epoch, batches.count - 1, f"the epoch's loss became {epoch_loss}", tau0, done_epochs)
     return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0)
+
+
+def _average_undistributed(model: torch.nn.Module, criterion: torch.nn.Module, cfg: TrainConfig,
+                           world: dist.World) -> None:
+    """Average over the ranks the gradients DDP does not: the loss's parameters, and sparse-adam's tables."""
+    if world.active:
+        if cfg.optimizer == "sparse-adam":
+            dist.average_gradients(model.parameters(), world)
+        dist.average_gradients(criterion.parameters(), world)
 
 
 def _shard(users: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor | None, negatives: str, world: dist.World):
@@ -582,9 +618,13 @@ def _train_locked(cfg: TrainConfig, data_cfg: PreprocessConfig, dataset: Prepare
     if callable(bind):                     # a graph model attaches the training graph (LightGCN)
         bind(dataset.train.users, dataset.train.items)
     model.to(device)
-    trained = dist.wrap(model, world)            # DDP averages the gradients over ranks
+    sparse = cfg.optimizer == "sparse-adam"
+    if sparse:
+        _check_row_tables(model, cfg, world, device)
+        dist.broadcast_parameters(model, world)
+    trained = model if sparse else dist.wrap(model, world)   # DDP averages dense gradients over ranks
     criterion = make_criterion(cfg.parts().loss, dataset.item_popularity, AdapTauLoss).to(device)
-    optimizer = make_optimizer(model, cfg.lr, criterion.parameters())
+    optimizer = make_optimizer(model, cfg.lr, criterion.parameters(), cfg.optimizer)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     temperatures = TemperatureController(cfg.parts().temperature, dataset.n_users,

@@ -48,6 +48,7 @@ its per-user mean over the previous epoch).
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -70,6 +71,23 @@ def normalize_flags(norm: str) -> tuple[bool, bool]:
 
 def maybe_normalize(x: torch.Tensor, on: bool) -> torch.Tensor:
     return F.normalize(x, dim=-1, eps=1e-12) if on else x
+
+
+RowLookup = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def dense_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` (any index shape) with the usual dense gradient, a table-sized tensor."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[-1])
+
+
+def sparse_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` whose gradient is sparse, the gathered rows only (``F.embedding(sparse=True)``).
+
+    Why: a row-wise optimizer (``engine.optimizers.RowwiseAdam``) then costs
+    O(batch) per step instead of O(catalogue); see docs/scaling.md.
+    """
+    return F.embedding(index, table, sparse=True)
 
 
 # ---------------------------------------------------------------------------
@@ -395,17 +413,18 @@ class Negatives:
     @classmethod
     def from_indices(cls, kind: str, item_table: torch.Tensor, neg_items: torch.Tensor | None,
                      pos_items: torch.Tensor | None = None,
-                     bounds: list[tuple[int, int]] | None = None) -> "Negatives":
+                     bounds: list[tuple[int, int]] | None = None, lookup: RowLookup = dense_rows) -> "Negatives":
         """The negatives a sampler drew as indices into ``item_table`` (see ``batch_loss`` for the shapes).
 
         ``pos_items``: the batch's positive item ids, kept by in-batch negatives (which they are).
+        ``lookup``: how rows are gathered (``sparse_rows`` for a row-wise optimizer).
         """
         if kind not in NEGATIVES:
             raise ValueError(f"unknown negatives {kind!r} (expected one of {', '.join(NEGATIVES)})")
         if kind == "shared":
-            return cls.shared(item_table.index_select(0, neg_items))
+            return cls.shared(lookup(item_table, neg_items))
         if kind == "grouped":
-            return cls.grouped(item_table.index_select(0, neg_items.reshape(-1)), neg_items.shape[0], bounds)
+            return cls.grouped(lookup(item_table, neg_items.reshape(-1)), neg_items.shape[0], bounds)
         if kind == "per-row":
             return cls.per_row(item_table, neg_items)
         if kind == "all":
@@ -489,27 +508,30 @@ class AdapTauLoss(torch.nn.Module):
 
 def l2_penalty(l2: float, user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor,
                pos_items: torch.Tensor, negatives: str, neg_items: torch.Tensor | None,
-               neg_l2_weight: float = 1.0, bounds: list[tuple[int, int]] | None = None) -> torch.Tensor | float:
+               neg_l2_weight: float = 1.0, bounds: list[tuple[int, int]] | None = None,
+               lookup: RowLookup = dense_rows) -> torch.Tensor | float:
     """``l2·(‖e_u‖² + ‖e_i‖² + Σ‖e_neg‖²)/(2B)`` on the raw tables (the published term; see the module docstring).
 
     Each negative row counts as often as it is a negative of some row: per-row
     by its draw count, shared B times, grouped by its slice's size, all-item by
-    ``neg_l2_weight`` (M/m) per row; in-batch adds nothing.
+    ``neg_l2_weight`` (M/m) per row; in-batch adds nothing. ``lookup`` gathers
+    the rows (``sparse_rows`` for a row-wise optimizer; per-row and all touch
+    the whole item table and are refused with it).
     """
     if l2 <= 0:
         return 0.0
     B = users.shape[0]
-    reg = user_table.index_select(0, users).pow(2).sum() + item_table.index_select(0, pos_items).pow(2).sum()
+    reg = lookup(user_table, users).pow(2).sum() + lookup(item_table, pos_items).pow(2).sum()
     if negatives == "per-row":   # Σ_j count_j·‖e_j‖²: the same sum, without a B·M scatter in backward
         counts = torch.bincount(neg_items.reshape(-1), minlength=item_table.shape[0]).to(item_table.dtype)
         reg = reg + (counts * item_table.pow(2).sum(1)).sum()
     elif negatives == "shared":
-        reg = reg + B * item_table.index_select(0, neg_items).pow(2).sum()
+        reg = reg + B * lookup(item_table, neg_items).pow(2).sum()
     elif negatives == "grouped":   # block g is a negative of each of its slice's rows
         slices = bounds if bounds is not None else group_bounds(B, neg_items.shape[0])
         sizes = torch.tensor([e - s for s, e in slices], dtype=item_table.dtype,
                              device=item_table.device)
-        reg = reg + (sizes * item_table[neg_items].pow(2).sum((1, 2))).sum()
+        reg = reg + (sizes * lookup(item_table, neg_items).pow(2).sum((1, 2))).sum()
     elif negatives == "all":
         reg = reg + B * neg_l2_weight * item_table.pow(2).sum()
     return l2 * reg / (2.0 * B)
