@@ -11,7 +11,8 @@ batch 2048, dim 64, L2 1e-5, fused Adam.
 
 What is measured (one process; peak RSS, ru_maxrss, is printed at the end of each phase and only grows):
 * ``train``: ``--steps`` steps of the real loop's step (``engine.trainer``'s batches, ``AdapTauLoss``,
-  ``l2_penalty``, the temperature controller's 1/τ_u and L_u, Adam), after ``--warmup`` steps, interleaved
+  ``l2_penalty``, the temperature controller's 1/τ_u and L_u, Adam — and, per ``--optimizers``, the same
+  step under ``--optimizer sparse-adam``: sparse row gathers and ``RowwiseAdam``), after ``--warmup`` steps, interleaved
   in rounds of 5 with the floors below so that machine load hits all alike; medians, extrapolated to the
   epoch's batches (not a full epoch: the output says so). Floors, same shapes, same process:
     - GEMM floor: (B×d)·(d×M) scores and their two gradient products (B×M)·(M×d), (M×B)·(B×d);
@@ -65,11 +66,11 @@ def load(home: str):
     return prepare_dataset(PreprocessConfig(dataset=DATASET, home=home), quiet=True)
 
 
-def train_config(negatives: str = "shared", threads: int = 1):
+def train_config(negatives: str = "shared", threads: int = 1, optimizer: str = "adam"):
     from adaptau_cli.base.settings import TrainConfig
 
     return TrainConfig(negatives=negatives, batch_size=B, num_negatives=M, dim=DIM, device="cpu",
-                       tau_mode="adap-tau", threads=threads)
+                       tau_mode="adap-tau", threads=threads, optimizer=optimizer)
 
 
 class EngineStep:
@@ -79,7 +80,8 @@ class EngineStep:
     def __init__(self, ds, cfg, world=None, trained=None, seed: int = 0):
         from adaptau_cli.engine import distributed as dist
         from adaptau_cli.engine.backbone import scoring_embeddings
-        from adaptau_cli.engine.trainer import _Batches, make_optimizer
+        from adaptau_cli.engine.optimizers import make_optimizer, row_lookup
+        from adaptau_cli.engine.trainer import _Batches
         from adaptau_cli.method.losses import AdapTauLoss
         from adaptau_cli.method.rivals import make_criterion
         from adaptau_cli.method.temperature import TemperatureController
@@ -90,7 +92,8 @@ class EngineStep:
         self.model = build_model("mf", ds.n_users, ds.n_items, cfg.dim)
         self.trained = self.model if trained is None else trained(self.model)
         self.criterion = make_criterion(cfg.parts().loss, ds.item_popularity, AdapTauLoss)
-        self.optimizer = make_optimizer(self.model, cfg.lr, self.criterion.parameters())
+        self.optimizer = make_optimizer(self.model, cfg.lr, self.criterion.parameters(), cfg.optimizer)
+        self.lookup = row_lookup(cfg.optimizer)
         self.temps = TemperatureController(cfg.parts().temperature, ds.n_users, ds.n_items, ds.train.users,
                                            ds.train.items, "cpu")
         u, i, _ = scoring_embeddings(self.model, cfg.norm)
@@ -114,7 +117,7 @@ class EngineStep:
     def __call__(self, sync: bool = True, zero: bool = True, step: bool = True) -> None:
         """One step; ``sync=False``: backward under DDP's ``no_sync``; ``zero=False``: add to the gradients
         already there; ``step=False``: no Adam step (gradient accumulation)."""
-        from adaptau_cli.engine.trainer import _global_value, _shard
+        from adaptau_cli.engine.trainer import _average_undistributed, _global_value, _shard
         from adaptau_cli.method.losses import Negatives, l2_penalty
 
         cfg, world = self.cfg, self.world
@@ -126,12 +129,13 @@ class EngineStep:
         with ctx:
             user_table, item_table = self.trained()
             w_neg, w_pos = self.temps.inverse_temperatures(users)
-            res = self.criterion(user_table.index_select(0, users), item_table.index_select(0, pos),
-                                 Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds), w_neg, w_pos,
-                                 True)
+            look = self.lookup
+            res = self.criterion(look(user_table, users), look(item_table, pos),
+                                 Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds, look), w_neg,
+                                 w_pos, True)
             raw_users, raw_items = self.model.raw_tables()
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             self.neg_l2_weight, bounds)
+                                             self.neg_l2_weight, bounds, look)
             if world.active:
                 res.loss = res.loss * share
                 if sync:
@@ -141,6 +145,8 @@ class EngineStep:
             if zero:
                 self.optimizer.zero_grad(set_to_none=True)
             res.loss.backward()
+        if sync:
+            _average_undistributed(self.model, self.criterion, cfg, world)
         if step:
             self.optimizer.step()
         self.temps.observe(users, res.row_loss_tau1)
@@ -193,8 +199,8 @@ def floors(n_users: int, n_items: int, groups: int = 1, seed: int = 0) -> dict:
     return {"gemm": gemm, "gemm_gather": gemm_gather, "adam": adam}
 
 
-def phase_train(ds, args, negatives: str) -> dict:
-    cfg = train_config(negatives, args.threads)
+def phase_train(ds, args, negatives: str, optimizer: str = "adam") -> dict:
+    cfg = train_config(negatives, args.threads, optimizer)
     step = EngineStep(ds, cfg)
     fl = floors(ds.n_users, ds.n_items, cfg.negative_groups if negatives == "grouped" else 1)
     for _ in range(args.warmup):
@@ -208,7 +214,7 @@ def phase_train(ds, args, negatives: str) -> dict:
             times[k] += timed(f, 5)
     med = {k: float(np.median(v)) for k, v in times.items()}
     batches = step.batches.count
-    out = {"negatives": negatives, "steps_timed": len(times["step"]), "warmup_steps": args.warmup,
+    out = {"negatives": negatives, "optimizer": optimizer, "steps_timed": len(times["step"]), "warmup_steps": args.warmup,
            "batches_per_epoch": batches, "pairs": step.batches.n_pairs,
            "step_ms": 1e3 * med["step"], "step_ms_mean": 1e3 * float(np.mean(times["step"])),
            "epoch_seconds_extrapolated": med["step"] * batches, "pairs_per_second": B / med["step"],
@@ -333,7 +339,7 @@ def phase_ddp(args, home: str) -> dict:
 
 def report_train(r: dict) -> None:
     groups = " (G = 16)" if r["negatives"] == "grouped" else ""
-    print(f"  train, {r['negatives']} negatives{groups}: {r['step_ms']:.1f} ms/step (median of {r['steps_timed']} "
+    print(f"  train, {r['negatives']} negatives{groups}, {r.get('optimizer', 'adam')}: {r['step_ms']:.1f} ms/step (median of {r['steps_timed']} "
           f"after {r['warmup_steps']} warm-up; mean {r['step_ms_mean']:.1f}) -> {r['epoch_seconds_extrapolated']:.1f} "
           f"s/epoch EXTRAPOLATED to {r['batches_per_epoch']} batches ({r['pairs']:,} pairs), "
           f"{r['pairs_per_second']:,.0f} pairs/s")
@@ -378,6 +384,8 @@ def main() -> None:
     ap.add_argument("--ddp-steps", type=int, default=30)
     ap.add_argument("--eval-repeats", type=int, default=1)
     ap.add_argument("--grouped", action="store_true", help="also time the default grouped negatives (G = 16)")
+    ap.add_argument("--optimizers", default="adam,sparse-adam",
+                    help="the optimizers whose step is timed (sparse-adam: lazy row-wise Adam, sparse gradients)")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-ddp", action="store_true")
@@ -402,8 +410,10 @@ def main() -> None:
         print(f"  dataset: {p['users']:,} users x {p['items']:,} items, {p['train']:,} train / {p['valid']:,} valid "
               f"pairs; prepared or loaded in {p['seconds']:.1f} s; peak RSS {p['peak_rss_mb']:.0f} MB")
         for neg in ("shared",) + (("grouped",) if args.grouped else ()):
-            results[f"train_{neg}"] = phase_train(ds, args, neg)
-            report_train(results[f"train_{neg}"])
+            for opt in args.optimizers.split(","):
+                key = f"train_{neg}" + ("" if opt == "adam" else f"_{opt}")
+                results[key] = phase_train(ds, args, neg, opt)
+                report_train(results[key])
         if not args.skip_eval:
             results["eval"] = phase_eval(ds, args)
             report_eval("evaluation (valid split)", results["eval"])

@@ -12,8 +12,9 @@ synthetic-amazon-book) after ``--warmup``; the figure is the median over steps o
 * ``bucket_cap_mb=100``: DDP with both tables' gradients (37 MB) in one bucket instead of the 25 MB default;
 * ``no_sync x2``: gradients accumulated over 2 micro-batches (the first under ``no_sync``), one all-reduce
   and one Adam step per 2 (time per micro-batch; twice the effective batch: not the same training);
-* ``sparse + SparseAdam``: ``nn.Embedding(sparse=True)`` tables under DDP (gloo all-reduces sparse gradients),
-  ``torch.optim.SparseAdam`` (lazy Adam: only the touched rows' moments move; not the same optimizer).
+* ``engine, sparse-adam``: the trainer's ``--optimizer sparse-adam`` step: sparse row gathers, the gradients
+  averaged by ``engine.distributed.average_gradients`` (gloo all-reduces sparse tensors: only the touched
+  rows travel), ``RowwiseAdam`` (lazy Adam: only the touched rows move; not the same optimizer as Adam).
 Then the all-reduce alone of a dense float32 tensor of the tables' size, and of a scalar.
 Rank 0 prints one JSON line.
 """
@@ -41,48 +42,6 @@ def ddp(**kw):
 
         return DistributedDataParallel(model, **kw)
     return wrap
-
-
-class SparseMF(torch.nn.Module):
-    """MF whose tables give sparse gradients: forward returns the batch's rows, not the tables."""
-
-    def __init__(self, n_users: int, n_items: int, dim: int):
-        super().__init__()
-        self.users = torch.nn.Embedding(n_users, dim, sparse=True)
-        self.items = torch.nn.Embedding(n_items, dim, sparse=True)
-        torch.nn.init.xavier_uniform_(self.users.weight)
-        torch.nn.init.xavier_uniform_(self.items.weight)
-
-    def forward(self, users, pos, negs):
-        return self.users(users), self.items(pos), self.items(negs)
-
-
-def sparse_step(ds, cfg, world, wrap: bool):
-    """A step of the same loss on sparse tables with SparseAdam (L2 on the gathered rows, the same sum)."""
-    from adaptau_cli.engine.trainer import _shard
-    from adaptau_cli.method.losses import AdapTauLoss, Negatives
-
-    base = EngineStep(ds, cfg, world)               # the sampler, the temperatures
-    model = SparseMF(ds.n_users, ds.n_items, cfg.dim)
-    trained = ddp()(model) if wrap else model
-    opt = torch.optim.SparseAdam(list(model.parameters()), lr=cfg.lr)
-    crit = AdapTauLoss()
-
-    def step():
-        users, pos, negs = base.next_batch()
-        share = 1.0
-        if world.active:
-            users, pos, negs, _, share = _shard(users, pos, negs, cfg.negatives, world)
-        u, p, n = trained(users, pos, negs)
-        w_neg, w_pos = base.temps.inverse_temperatures(users)
-        res = crit(u, p, Negatives.shared(n), w_neg, w_pos, True)
-        reg = u.pow(2).sum() + p.pow(2).sum() + users.shape[0] * n.pow(2).sum()
-        loss = (res.loss + cfg.l2 * reg / (2.0 * users.shape[0])) * share
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        base.temps.observe(users, res.row_loss_tau1)
-    return step
 
 
 def timed_steps(step, steps: int, warmup: int, world) -> float:
@@ -140,8 +99,9 @@ def main() -> None:
                 s(sync=True, zero=False)         # adds to those gradients, all-reduces the sum, Adam
             return two
         run("no_sync x2", accumulate, "per micro-batch; 2x effective batch", per=2)
-    run("sparse + SparseAdam", lambda: sparse_step(ds, cfg, world, world.active),
-        "lazy Adam on the touched rows: another optimizer")
+    sparse_cfg = train_config("shared", args.threads, "sparse-adam")
+    run("engine, sparse-adam", lambda: EngineStep(ds, sparse_cfg, world),
+        "the trainer's sparse-adam path: no DDP, sparse gloo all-reduce of the touched rows; lazy Adam")
 
     out = {"world": world.size, "threads": args.threads, "steps": args.steps, "batches": batches,
            "variants": variants, "peak_rss_mb": peak_rss_mb()}

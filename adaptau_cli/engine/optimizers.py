@@ -79,18 +79,25 @@ class RowwiseAdam(torch.optim.Optimizer):
 
 
 def _sparse_update(p, grad, m, v, lr, b1, b2, eps, c1, c2) -> None:
-    """The lazy Adam update of the rows of one sparse gradient (see ``RowwiseAdam``)."""
+    """The lazy Adam update of the rows of one sparse gradient (see ``RowwiseAdam``).
+
+    Written for few passes over the touched rows: ``lerp`` moves each moment in
+    one op, and the bias corrections ride the final ``index_add_``'s alpha
+    (``(m/c1)/(√(v/c2)+ε) = (√c2/c1)·m/(√v + ε√c2)``, as torch's Adam does).
+    """
     grad = grad.coalesce()
     rows = grad.indices()[0]
     if rows.numel() == 0:
         return
     g = grad.values().reshape(rows.shape[0], -1).to(p.dtype)
-    m_rows = m.view(m.shape[0], -1).index_select(0, rows).mul_(b1).add_(g, alpha=1 - b1)
-    v_rows = v.view(v.shape[0], -1).index_select(0, rows).mul_(b2).addcmul_(g, g, value=1 - b2)
-    m.view(m.shape[0], -1).index_copy_(0, rows, m_rows)
-    v.view(v.shape[0], -1).index_copy_(0, rows, v_rows)
-    step = m_rows.div_(v_rows.div_(c2).sqrt_().add_(eps)).mul_(-lr / c1)
-    p.view(p.shape[0], -1).index_add_(0, rows, step)
+    m2, v2 = m.view(m.shape[0], -1), v.view(v.shape[0], -1)
+    m_rows = m2.index_select(0, rows).lerp_(g, 1 - b1)
+    v_rows = v2.index_select(0, rows).lerp_(g.square(), 1 - b2)
+    m2.index_copy_(0, rows, m_rows)
+    v2.index_copy_(0, rows, v_rows)
+    sqrt_c2 = c2 ** 0.5
+    step = m_rows.div_(v_rows.sqrt_().add_(eps * sqrt_c2))
+    p.view(p.shape[0], -1).index_add_(0, rows, step, alpha=-lr * sqrt_c2 / c1)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, extra: Any = (), kind: str = "adam") -> torch.optim.Optimizer:

@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from adaptau_cli.eval import screen as screening
+
 DEFAULT_MAX_BLOCK_BYTES = 256 * 2**20
 
 
@@ -129,12 +131,14 @@ def _topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
 def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray,
                exclude: sp.csr_matrix | None, k: int, batch_users: int = 1024,
                max_block_bytes: int | None = DEFAULT_MAX_BLOCK_BYTES,
-               return_scores: bool = False):
+               return_scores: bool = False, screen: bool | None = None):
     """Top-k item indices per user by inner product of the given (scoring-ready) embeddings.
 
     ``exclude`` rows are masked to -inf (training items, and validation items when
     ranking test). Returns an int64 array of shape (len(users), k); with
     ``return_scores`` also the float32 scores of those items (-inf = masked).
+    ``screen``: rank through the exact bfloat16 screen (``eval/screen.py``; the
+    same answer, faster on CPUs with native bfloat16); None = where it pays.
     """
     n_items = item_emb.shape[0]
     k = min(k, n_items)
@@ -144,6 +148,9 @@ def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray
     item_t = item_emb.t()                     # a view: BLAS reads it transposed, no copy of the catalogue
     bs = block_size(n_items, batch_users, max_block_bytes, item_emb.element_size())
     device = user_emb.device
+    use_screen = (screening.screen_enabled(user_emb, item_emb, k) if screen is None
+                  else bool(screen) and screening.screen_applies(user_emb, item_emb, k))
+    items = screening.ItemScreen(item_emb) if use_screen else None
     if exclude is not None:
         # the masked cells of all requested users, as flat offsets into a block of scores
         sub = exclude[users]
@@ -153,13 +160,53 @@ def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray
     with torch.no_grad():
         for start in range(0, len(users), bs):
             block = users[start:start + bs]
-            scores = user_emb[torch.as_tensor(block, dtype=torch.long, device=device)] @ item_t
-            if exclude is not None:
-                flat = ex_flat[ex_ptr[start]:ex_ptr[start + len(block)]] - start * n_items
-                scores.view(-1).index_fill_(0, flat, -torch.inf)
-            vals, idx = _topk_lowest_index(scores, k)
+            rows = user_emb[torch.as_tensor(block, dtype=torch.long, device=device)]
+            flat = (ex_flat[ex_ptr[start]:ex_ptr[start + len(block)]] - start * n_items
+                    if exclude is not None else None)
+            if items is not None:
+                vals, idx = _screened_block(rows, items, item_t, flat, k, screen is None)
+                if vals is None:              # the first block disagreed with the exact path: screen off
+                    items = None
+            if items is None:
+                vals, idx = _topk_lowest_index(_masked_scores(rows, item_t, flat), k)
             out[start:start + len(block)] = idx.cpu().numpy()
             if out_scores is not None:
                 out_scores[start:start + len(block)] = vals.float().cpu().numpy()
-            del scores
     return (out, out_scores) if return_scores else out
+
+
+def _masked_scores(rows: torch.Tensor, item_t: torch.Tensor, flat: torch.Tensor | None) -> torch.Tensor:
+    """The exact float32 scores of a block of users, masked cells (flat offsets into the block) at -inf."""
+    scores = rows @ item_t
+    if flat is not None:
+        scores.view(-1).index_fill_(0, flat, -torch.inf)
+    return scores
+
+
+def _screened_block(rows, items, item_t, flat, k: int, check: bool):
+    """One block through the screen; rows it cannot settle are ranked exactly. (None, None) if the check fails.
+
+    ``check``: on the process's first screened block, also rank exactly and
+    compare (``screen.verified``); an explicit ``screen=True`` skips it (tests
+    compare the two paths themselves).
+    """
+    n_items = item_t.shape[1]
+    vals, idx, exact_rows = screening.screened_topk(rows, items, flat, k, _order_keys,
+                                                    max(8 * k, 512))
+    if len(exact_rows):
+        sub_flat = None
+        if flat is not None:
+            row_of = flat // n_items
+            pos = torch.full((rows.shape[0],), -1, dtype=torch.long)
+            pos[exact_rows] = torch.arange(len(exact_rows))
+            sel = pos[row_of] >= 0
+            sub_flat = pos[row_of[sel]] * n_items + flat[sel] % n_items
+        vals[exact_rows], idx[exact_rows] = _topk_lowest_index(_masked_scores(rows[exact_rows], item_t, sub_flat), k)
+    if check and screening.needs_verification():
+        want_vals, want_idx = _topk_lowest_index(_masked_scores(rows, item_t, flat), k)
+        slack = 2 * screening.float32_slack(rows, items.max_norm)[:, None]    # rank by rank, to float32 noise
+        both_inf = torch.isneginf(vals) & torch.isneginf(want_vals)
+        agree = bool(((vals - want_vals).abs() <= slack).logical_or(both_inf).all())
+        if not screening.verified(agree):
+            return None, None
+    return vals, idx
