@@ -12,6 +12,8 @@ the README's "From Python")::
 
 Pieces: ``TemperatureController`` (τ0 and τ_u for any training loop),
 ``AdapTauLoss`` with ``Negatives`` and ``l2_penalty`` (the loss as a module),
+``RowwiseAdam`` with ``sparse_rows`` (lazy Adam over sparse row gradients, for
+large catalogues),
 ``Backbone`` (what a model must offer: ``forward()`` and ``raw_tables()``),
 ``train`` (the trainer, for the built-in MF / LightGCN or any backbone),
 ``evaluate`` / ``analyze_magnitude`` / ``recommend_embeddings`` on in-memory
@@ -48,6 +50,8 @@ _API: dict[str, tuple[str, str]] = {
     "AdapTauLoss": ("adaptau_cli.method.losses", "AdapTauLoss"),
     "Negatives": ("adaptau_cli.method.losses", "Negatives"),
     "l2_penalty": ("adaptau_cli.method.losses", "l2_penalty"),
+    "sparse_rows": ("adaptau_cli.method.losses", "sparse_rows"),
+    "RowwiseAdam": ("adaptau_cli.engine.optimizers", "RowwiseAdam"),
     "make_criterion": ("adaptau_cli.method.rivals", "make_criterion"),
     "CosineContrastiveLoss": ("adaptau_cli.method.rivals", "CosineContrastiveLoss"),
     "DirectAULoss": ("adaptau_cli.method.rivals", "DirectAULoss"),
