@@ -306,13 +306,13 @@ def phase_gowalla(args) -> dict:
     return eval_vs_product(*gowalla_inputs(), repeats=args.eval_repeats)
 
 
-def phase_cli(args, home: str) -> dict:
+def phase_cli(args, home: str, optimizer: str = "adam") -> dict:
     """A whole one-epoch ``adaptau train`` run as a child; its peak RSS from ``/usr/bin/time`` (else ``wait4``)."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-run-") as out:
         cmd = [sys.executable, "-m", "adaptau_cli", "train", DATASET, "--home", home, "--epochs", "1",
                "--negatives", "shared", "--num-negatives", str(M), "--batch-size", str(B), "--dim", str(DIM),
-               "--tau-mode", "adap-tau", "--threads", str(args.threads), "--device", "cpu", "--quiet",
-               "--out", str(Path(out) / "run")]
+               "--tau-mode", "adap-tau", "--optimizer", optimizer, "--threads", str(args.threads), "--device",
+               "cpu", "--quiet", "--out", str(Path(out) / "run")]
         # Why /usr/bin/time: a child started straight from this (1 GB) process and read with wait4 reports
         # this process's peak (Linux keeps the pre-exec memory's high-water mark in ru_maxrss, and
         # subprocess execs from a vfork of this process); time's own child is forked from a small process.
@@ -438,12 +438,14 @@ def main() -> None:
             report_eval("Gowalla-size validation pass", results["gowalla"])
         del ds
         if not args.skip_cli:
-            results["cli"] = c = phase_cli(args, home)
-            if "error" in c:
-                print(f"  cli run FAILED: {c['command']}\n{c['error']}")
-            else:
-                print(f"  whole run `{c['command']}`: {c['wall_seconds']:.0f} s wall ({c['train_seconds']:.0f} s "
-                      f"training, {c['eval_seconds']:.0f} s evaluation); peak RSS {c['peak_rss_mb']:.0f} MB")
+            for opt in args.optimizers.split(","):
+                key = "cli" + ("" if opt == "adam" else f"_{opt}")
+                results[key] = c = phase_cli(args, home, opt)
+                if "error" in c:
+                    print(f"  cli run FAILED: {c['command']}\n{c['error']}")
+                else:
+                    print(f"  whole run `{c['command']}`: {c['wall_seconds']:.0f} s wall ({c['train_seconds']:.0f} s "
+                          f"training, {c['eval_seconds']:.0f} s evaluation); peak RSS {c['peak_rss_mb']:.0f} MB")
         if not args.skip_ddp:
             results["ddp"] = phase_ddp(args, home)
             report_ddp(results["ddp"])

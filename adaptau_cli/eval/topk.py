@@ -165,11 +165,12 @@ def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray
             rows = user_emb[torch.as_tensor(block, dtype=torch.long, device=device)]
             flat = (ex_flat[ex_ptr[start]:ex_ptr[start + len(block)]] - start * n_items
                     if exclude is not None else None)
+            vals = None
             if items is not None:
-                vals, idx = _screened_block(rows, items, item_t, flat, k, screen is None)
-                if vals is None:              # the first block disagreed with the exact path: screen off
-                    items = None
-            if items is None:
+                vals, idx, fallbacks = _screened_block(rows, items, item_t, flat, k, screen is None)
+                if vals is None or 2 * fallbacks > len(block):
+                    items = None              # it disagreed with the full product, or it does not pay here
+            if vals is None:
                 vals, idx = _topk_lowest_index(_masked_scores(rows, item_t, flat), k)
             out[start:start + len(block)] = idx.cpu().numpy()
             if out_scores is not None:
@@ -186,7 +187,7 @@ def _masked_scores(rows: torch.Tensor, item_t: torch.Tensor, flat: torch.Tensor 
 
 
 def _screened_block(rows, items, item_t, flat, k: int, check: bool):
-    """One block through the screen; rows it cannot settle are ranked exactly. (None, None) if the check fails.
+    """(vals, idx, rows ranked by the full product) of one block through the screen; vals None if the check fails.
 
     ``check``: on the process's first screened block, also rank exactly and
     compare (``screen.verified``); an explicit ``screen=True`` skips it (tests
@@ -210,5 +211,5 @@ def _screened_block(rows, items, item_t, flat, k: int, check: bool):
         both_inf = torch.isneginf(vals) & torch.isneginf(want_vals)
         agree = bool(((vals - want_vals).abs() <= slack).logical_or(both_inf).all())
         if not screening.verified(agree):
-            return None, None
-    return vals, idx
+            return None, None, 0
+    return vals, idx, len(exact_rows)
