@@ -130,3 +130,20 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(monkeypatch, tmp_path, flags
     finally:
         monkeypatch.undo()
         S.cpu_has_bf16.cache_clear()
+
+
+def test_a_pass_where_the_screen_does_not_pay_goes_back_to_the_full_product(monkeypatch):
+    """Every user all zeros: every row ties everywhere, so every row falls back; the answer is unchanged."""
+    calls = []
+    real = S.screened_topk
+
+    def counting(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(S, "screened_topk", counting)
+    users = torch.zeros(300, 8)
+    items = torch.nn.functional.normalize(torch.randn(4096, 8), dim=1)
+    got = score_topk(users, items, np.arange(300), None, 5, batch_users=64, screen=True)
+    assert (got == np.arange(5)).all()
+    assert len(calls) == 1                                     # the first block fell back; the rest skipped it
