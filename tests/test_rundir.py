@@ -138,3 +138,13 @@ def test_the_choice_table_has_the_engines_words():
     assert (get_args(S.Loss), get_args(S.Negatives), get_args(S.Norm)) == (LOSSES, NEGATIVES, NORMS)
     assert get_args(S.TauMode) == TAU_MODES
     assert get_args(S.Model) == MODELS and S.CUSTOM_MODEL_PREFIX == CUSTOM_PREFIX
+
+
+def test_default_run_dir_names_a_loss_other_than_the_softmax(tmp_path):
+    data = PreprocessConfig(dataset="ml-1m")
+    assert default_run_dir(data, TrainConfig(loss="ccl", tau_mode="none"), root=tmp_path).name == "ml-1m-mf-ccl-none"
+    assert default_run_dir(data, TrainConfig(loss="directau", tau_mode="none"), root=tmp_path).name == \
+        "ml-1m-mf-directau-none"
+    assert default_run_dir(data, TrainConfig(logq=True, tau_mode="fixed"), root=tmp_path).name == \
+        "ml-1m-mf-softmax-logq-fixed"
+    assert default_run_dir(data, TrainConfig(), root=tmp_path).name == "ml-1m-mf-adap-tau"   # as before

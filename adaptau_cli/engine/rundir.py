@@ -3,7 +3,7 @@
 ``adaptau train`` names its run directory in one of three ways: ``--out DIR``;
 ``--resume DIR`` (continue that run: its ``config.toml`` is the settings file
 unless ``--config`` names another); or neither, and the run is named after its
-settings, ``runs/NAME-MODEL-TAUMODE`` (``-2``, ``-3`` ... when taken). A resumed
+settings, ``runs/NAME-MODEL[-LOSS]-TAUMODE`` (``-2``, ``-3`` ... when taken). A resumed
 run's ``config.toml`` may predate a setting added since; ``train_defaults``
 then holds the value that run was trained with (``LEGACY_TRAIN_DEFAULTS``), so
 that resuming does not switch the new default on halfway.
@@ -54,9 +54,15 @@ def resolve_target(out: str | Path | None = None, resume: str | Path | None = No
 
 
 def default_run_dir(data_cfg: PreprocessConfig, train_cfg: TrainConfig, root: str | Path = RUNS_ROOT) -> Path:
-    """``runs/NAME-MODEL-TAUMODE``, or the first of ``-2``, ``-3`` ... not taken yet."""
+    """``runs/NAME-MODEL[-LOSS]-TAUMODE``, or the first of ``-2``, ``-3`` ... not taken yet.
+
+    LOSS is there when it is not the softmax (``bpr``, the rivals, ``softmax-logq``),
+    so that runs of different losses get names that say which is which.
+    """
     name = data_cfg.dataset or Path(data_cfg.source or "data").stem
-    base = Path(root) / f"{name}-{train_cfg.model}-{train_cfg.tau_mode}"
+    loss = "" if train_cfg.loss == "softmax" and not train_cfg.logq else \
+        f"-{train_cfg.loss}" + ("-logq" if train_cfg.logq else "")
+    base = Path(root) / f"{name}-{train_cfg.model}{loss}-{train_cfg.tau_mode}"
     out, n = base, 1
     while out.exists():
         n += 1
