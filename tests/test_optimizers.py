@@ -164,7 +164,7 @@ def test_sparse_adam_trains_and_resumes_exactly(tmp_path, negatives):
     (["--negatives", "per-row"], "cannot be used with --negatives per-row"),
     (["--negatives", "all"], "cannot be used with --negatives all"),
     (["--negatives", "shared", "--dropout", "0.1"], "cannot be used with --dropout 0.1"),
-    (["--negatives", "shared", "--model", "lightgcn"], "needs a model whose forward() returns its raw"),
+    (["--negatives", "shared", "--model", "lightgcn"], "cannot be used with --model lightgcn"),
     (["--negatives", "shared", "--optimizer", "sgd"], "unknown optimizer 'sgd'"),
 ])
 def test_what_sparse_adam_cannot_do_is_one_line_with_exit_2(tmp_path, args, needle):
@@ -172,4 +172,30 @@ def test_what_sparse_adam_cannot_do_is_one_line_with_exit_2(tmp_path, args, need
     assert code == 2, text
     assert needle in text
     assert "Traceback" not in text
-    assert not (tmp_path / "run" / "checkpoint-last.pt").exists()
+    assert not (tmp_path / "run").exists()                        # refused before anything is written
+
+
+class _Doubled(torch.nn.Module):
+    """A custom backbone whose forward() computes its tables (2·E): rows are not looked up from parameters."""
+
+    def __init__(self, n_users, n_items, dim=8):
+        super().__init__()
+        self.users = torch.nn.Parameter(torch.randn(n_users, dim) * 0.1)
+        self.items = torch.nn.Parameter(torch.randn(n_items, dim) * 0.1)
+
+    def forward(self):
+        return self.users * 2, self.items * 2
+
+    def raw_tables(self):
+        return self.users, self.items
+
+
+def test_a_custom_model_without_row_lookups_is_refused_under_sparse_adam(sample, tmp_path):
+    from adaptau_cli.base.errors import UserError
+    from adaptau_cli.base.settings import TrainConfig
+    from adaptau_cli.engine.trainer import train
+
+    data_cfg, data = sample
+    cfg = TrainConfig(optimizer="sparse-adam", negatives="shared", num_negatives=16, epochs=1, device="cpu")
+    with pytest.raises(UserError, match="needs a model whose forward\\(\\) returns its raw embedding tables"):
+        train(cfg, data_cfg, data, tmp_path / "run", model=_Doubled(data.n_users, data.n_items), quiet=True)

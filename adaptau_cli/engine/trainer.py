@@ -120,10 +120,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     choice("select-on", cfg.select_on, ("valid", "test"))
     choice("grouping", cfg.grouping, ("mass", "count"))
     choice("optimizer", cfg.optimizer, OPTIMIZERS)
-    if cfg.optimizer == "sparse-adam" and cfg.negatives in ("per-row", "all"):
-        raise UserError(f"--optimizer sparse-adam cannot be used with --negatives {cfg.negatives}: "
-                        "it scores the whole item table, so every row gets a gradient",
-                        hint="use --negatives shared or grouped with sparse-adam, or --optimizer adam")
+    if cfg.optimizer == "sparse-adam":
+        _check_sparse_settings(cfg)
     checks = [
         (cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}"),
@@ -172,13 +170,9 @@ def _check_row_tables(model: torch.nn.Module, cfg: TrainConfig, world: dist.Worl
     LightGCN's tables come out of a propagation over the whole graph, so every
     row has a gradient and a row-wise update would be dense Adam done slowly.
     """
-    hint = "use --optimizer adam (dense Adam, as published)"
     if world.active and device.startswith("cuda"):
         raise UserError("--optimizer sparse-adam with several processes needs the gloo backend (--device cpu): "
-                        "NCCL has no sparse all-reduce", hint=hint)
-    if cfg.dropout > 0:
-        raise UserError(f"--optimizer sparse-adam cannot be used with --dropout {cfg.dropout}: dropout on the "
-                        "user table gives every row a gradient", hint=hint)
+                        "NCCL has no sparse all-reduce", hint=SPARSE_HINT)
     was_training = model.training
     model.train()
     with torch.no_grad():
@@ -188,7 +182,24 @@ def _check_row_tables(model: torch.nn.Module, cfg: TrainConfig, world: dist.Worl
     if user_table is not raw_users or item_table is not raw_items:
         raise UserError(f"--optimizer sparse-adam needs a model whose forward() returns its raw embedding "
                         f"tables (mf); {cfg.model} computes its tables from all rows, so every row gets a "
-                        "gradient", hint=hint)
+                        "gradient", hint=SPARSE_HINT)
+
+
+SPARSE_HINT = "use --optimizer adam (dense Adam, as published)"
+
+
+def _check_sparse_settings(cfg: TrainConfig) -> None:
+    """What sparse-adam cannot honour, refused before anything is written: every row would get a gradient."""
+    why = None
+    if cfg.negatives in ("per-row", "all"):
+        why = f"--negatives {cfg.negatives}: it scores the whole item table"
+    elif cfg.dropout > 0:
+        why = f"--dropout {cfg.dropout}: dropout on the user table makes a new full table every step"
+    elif cfg.model == "lightgcn":
+        why = "--model lightgcn: its tables are propagated over the whole graph"
+    if why:
+        raise UserError(f"--optimizer sparse-adam cannot be used with {why}, so every row gets a gradient",
+                        hint=SPARSE_HINT)
 
 
 def _seed_everything(seed: int) -> None:
