@@ -82,8 +82,9 @@ def _sparse_update(p, grad, m, v, lr, b1, b2, eps, c1, c2) -> None:
     """The lazy Adam update of the rows of one sparse gradient (see ``RowwiseAdam``).
 
     Written for few passes over the touched rows: ``lerp`` moves each moment in
-    one op, and the bias corrections ride the final ``index_add_``'s alpha
-    (``(m/c1)/(√(v/c2)+ε) = (√c2/c1)·m/(√v + ε√c2)``, as torch's Adam does).
+    one op, and the bias corrections ride one ``addcdiv_``
+    (``(m/c1)/(√(v/c2)+ε) = (√c2/c1)·m/(√v + ε√c2)``, as torch's Adam does);
+    ``index_copy_`` puts rows back (``index_add_`` measured 1.5x slower).
     """
     grad = grad.coalesce()
     rows = grad.indices()[0]
@@ -96,8 +97,9 @@ def _sparse_update(p, grad, m, v, lr, b1, b2, eps, c1, c2) -> None:
     m2.index_copy_(0, rows, m_rows)
     v2.index_copy_(0, rows, v_rows)
     sqrt_c2 = c2 ** 0.5
-    step = m_rows.div_(v_rows.sqrt_().add_(eps * sqrt_c2))
-    p.view(p.shape[0], -1).index_add_(0, rows, step, alpha=-lr * sqrt_c2 / c1)
+    p2 = p.view(p.shape[0], -1)                # rows are unique after coalesce: gather, update, put back
+    p_rows = p2.index_select(0, rows).addcdiv_(m_rows, v_rows.sqrt_().add_(eps * sqrt_c2), value=-lr * sqrt_c2 / c1)
+    p2.index_copy_(0, rows, p_rows)
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, extra: Any = (), kind: str = "adam") -> torch.optim.Optimizer:
