@@ -143,20 +143,53 @@ def average_gradients(params, world: World) -> None:
     Two kinds: a loss's own parameters (learned-τ's log τ: the criterion is not
     inside DDP), and the embedding tables under ``--optimizer sparse-adam``,
     whose sparse gradients DDP refuses for a plain ``nn.Parameter`` (it expects
-    them only from ``nn.Embedding(sparse=True)`` modules). gloo all-reduces a
-    sparse gradient as one (only the touched rows travel); NCCL has no sparse
-    all-reduce, which is why sparse-adam is refused on several GPUs. Every
-    rank calls the same collectives in the same order: a parameter without a
-    gradient on this rank (an empty shard) joins with zeros of its kind.
+    them only from ``nn.Embedding(sparse=True)`` modules); a sparse gradient is
+    summed by ``_sparse_all_sum`` (only the touched rows travel). Every rank
+    calls the same collectives in the same order: a parameter without a
+    gradient on this rank (an empty shard) joins with zeros.
     """
     if not world.active:
         return
     for p in params:
         g = p.grad
+        if g is not None and g.is_sparse:
+            p.grad = _sparse_all_sum(g, world) / world.size
+            continue
         if g is None:
             g = p.grad = torch.zeros_like(p)
         dist.all_reduce(g, op=dist.ReduceOp.SUM)
         p.grad = g / world.size
+
+
+def _sparse_all_sum(grad: torch.Tensor, world: World) -> torch.Tensor:
+    """The sum over the ranks of a sparse (COO) gradient, the same tensor on every rank.
+
+    Each rank's coalesced rows are all-gathered with plain dense collectives
+    (padded to the largest count, at least one row: gloo refuses empty
+    buffers) and put side by side in rank order; the optimizer's ``coalesce``
+    then adds the rows that several ranks touched. Why not ``all_reduce`` on
+    the sparse tensor: gloo's sparse all-reduce aborted a rank at exit now and
+    then on this machine (about one run in five, under load); dense
+    all-gathers are the collectives every other step already uses. NCCL has
+    no sparse path at all, which is why sparse-adam is refused on several GPUs.
+    """
+    grad = grad.coalesce()
+    rows, values = grad.indices(), grad.values()
+    count = torch.tensor([rows.shape[1]], dtype=torch.int64)
+    counts = [torch.zeros_like(count) for _ in range(world.size)]
+    dist.all_gather(counts, count)
+    counts = [int(c) for c in counts]
+    width = max(1, max(counts))
+    padded_rows = rows.new_zeros(rows.shape[0], width)
+    padded_rows[:, :rows.shape[1]] = rows
+    padded_values = values.new_zeros((width, *values.shape[1:]))
+    padded_values[:values.shape[0]] = values
+    all_rows = [torch.empty_like(padded_rows) for _ in range(world.size)]
+    all_values = [torch.empty_like(padded_values) for _ in range(world.size)]
+    dist.all_gather(all_rows, padded_rows)
+    dist.all_gather(all_values, padded_values)
+    return torch.sparse_coo_tensor(torch.cat([r[:, :c] for r, c in zip(all_rows, counts)], 1),
+                                   torch.cat([v[:c] for v, c in zip(all_values, counts)]), grad.shape)
 
 
 def broadcast_parameters(model: torch.nn.Module, world: World) -> None:
