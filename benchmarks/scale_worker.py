@@ -13,7 +13,7 @@ synthetic-amazon-book) after ``--warmup``; the figure is the median over steps o
 * ``no_sync x2``: gradients accumulated over 2 micro-batches (the first under ``no_sync``), one all-reduce
   and one Adam step per 2 (time per micro-batch; twice the effective batch: not the same training);
 * ``engine, sparse-adam``: the trainer's ``--optimizer sparse-adam`` step: sparse row gathers, the gradients
-  averaged by ``engine.distributed.average_gradients`` (gloo all-reduces sparse tensors: only the touched
+  averaged by ``engine.distributed.average_gradients`` (each rank's touched rows all-gathered: only those
   rows travel), ``RowwiseAdam`` (lazy Adam: only the touched rows move; not the same optimizer as Adam).
 Then the all-reduce alone of a dense float32 tensor of the tables' size, and of a scalar.
 Rank 0 prints one JSON line.
@@ -101,7 +101,7 @@ def main() -> None:
         run("no_sync x2", accumulate, "per micro-batch; 2x effective batch", per=2)
     sparse_cfg = train_config("shared", args.threads, "sparse-adam")
     run("engine, sparse-adam", lambda: EngineStep(ds, sparse_cfg, world),
-        "the trainer's sparse-adam path: no DDP, sparse gloo all-reduce of the touched rows; lazy Adam")
+        "the trainer's sparse-adam path: no DDP, the touched rows all-gathered; lazy Adam")
 
     out = {"world": world.size, "threads": args.threads, "steps": args.steps, "batches": batches,
            "variants": variants, "peak_rss_mb": peak_rss_mb()}
