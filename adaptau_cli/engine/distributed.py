@@ -204,7 +204,8 @@ def _sparse_all_sum(grad: torch.Tensor, world: World) -> torch.Tensor:
     dist.all_gather(all_rows, padded_rows)
     dist.all_gather(all_values, padded_values)
     return torch.sparse_coo_tensor(torch.cat([r[:, :c] for r, c in zip(all_rows, counts)], 1),
-                                   torch.cat([v[:c] for v, c in zip(all_values, counts)]), grad.shape)
+                                   torch.cat([v[:c] for v, c in zip(all_values, counts)]), grad.shape,
+                                   check_invariants=False)   # built from valid rows: skip the check (and its warning)
 
 
 def broadcast_parameters(model: torch.nn.Module, world: World) -> None:
