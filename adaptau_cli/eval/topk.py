@@ -11,7 +11,10 @@ Ties are broken deterministically: at equal score the lower item index ranks
 first (``torch.topk`` alone gives no such guarantee), so results do not depend
 on the device, the block size or the thread count. On the CPU the top-K is
 found without a full-row sort or ``topk`` (see ``_chunked_topk_cpu``): that
-selection, not the matrix product, dominated the cost.
+selection, not the matrix product, dominated the cost. On large catalogues
+and CPUs with native bfloat16 the product itself is screened first
+(``eval/screen.py``); then two items whose float32 scores agree to the last
+bit may come out in the other order than the full product would give.
 """
 
 from __future__ import annotations
@@ -137,8 +140,9 @@ def score_topk(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray
     ``exclude`` rows are masked to -inf (training items, and validation items when
     ranking test). Returns an int64 array of shape (len(users), k); with
     ``return_scores`` also the float32 scores of those items (-inf = masked).
-    ``screen``: rank through the exact bfloat16 screen (``eval/screen.py``; the
-    same answer, faster on CPUs with native bfloat16); None = where it pays.
+    ``screen``: rank through the exact bfloat16 screen (``eval/screen.py``: the
+    float32 ranking up to last-bit ties, faster on CPUs with native bfloat16);
+    None = where it pays.
     """
     n_items = item_emb.shape[0]
     k = min(k, n_items)
