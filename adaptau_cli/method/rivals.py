@@ -170,7 +170,7 @@ class _Uniformity(torch.autograd.Function):
 
     Why: autograd over the B×B distance matrix makes about ten passes over
     B² floats (and a masked gather of the upper triangle with its scatter
-    back); on a CPU that cost 70 ms per call at B = 2048, ten times an
+    back); on a CPU that cost 70 ms per call at B = 2048, five times an
     Adap-τ step. Here the forward is one Gram GEMM and one exp pass; the
     weights E = exp(−t·sq − shift) are kept, and since
     ∂‖x_a − x_b‖²/∂x_a = 2(x_a − x_b) the gradient is one more GEMM:
@@ -181,7 +181,6 @@ class _Uniformity(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, t: float):
-        n = x.shape[0]
         sq_norm = x.pow(2).sum(1)
         e = torch.mm(x, x.t()).mul_(2.0 * t)                     # becomes −t·‖x_a − x_b‖² in place
         e.sub_(sq_norm[:, None] * t).sub_(sq_norm[None, :] * t).clamp_(max=0.0)
