@@ -185,8 +185,9 @@ def _sparse_all_sum(grad: torch.Tensor, world: World) -> torch.Tensor:
     then adds the rows that several ranks touched. Why not ``all_reduce`` on
     the sparse tensor: gloo's sparse all-reduce aborted a rank at exit now and
     then on this machine (about one run in five, under load); dense
-    all-gathers are the collectives every other step already uses. NCCL has
-    no sparse path at all, which is why sparse-adam is refused on several GPUs.
+    all-gathers are the collectives every other step already uses. Built and
+    tested on gloo only (the counts live on the CPU): sparse-adam is refused on
+    several GPUs until someone with GPUs runs it.
     """
     grad = grad.coalesce()
     rows, values = grad.indices(), grad.values()

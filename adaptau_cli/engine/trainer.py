@@ -163,6 +163,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+SPARSE_HINT = "use --optimizer adam (dense Adam, as published)"
+
+
 def _check_row_tables(model: torch.nn.Module, cfg: TrainConfig, world: dist.World, device: str) -> None:
     """sparse-adam needs a backbone whose ``forward()`` hands back its raw tables, so that rows are looked up.
 
@@ -172,7 +175,7 @@ def _check_row_tables(model: torch.nn.Module, cfg: TrainConfig, world: dist.Worl
     """
     if world.active and device.startswith("cuda"):
         raise UserError("--optimizer sparse-adam with several processes needs the gloo backend (--device cpu): "
-                        "NCCL has no sparse all-reduce", hint=SPARSE_HINT)
+                        "its row exchange has been built and tested on gloo only", hint=SPARSE_HINT)
     was_training = model.training
     model.train()
     with torch.no_grad():
@@ -183,9 +186,6 @@ def _check_row_tables(model: torch.nn.Module, cfg: TrainConfig, world: dist.Worl
         raise UserError(f"--optimizer sparse-adam needs a model whose forward() returns its raw embedding "
                         f"tables (mf); {cfg.model} computes its tables from all rows, so every row gets a "
                         "gradient", hint=SPARSE_HINT)
-
-
-SPARSE_HINT = "use --optimizer adam (dense Adam, as published)"
 
 
 def _check_sparse_settings(cfg: TrainConfig) -> None:

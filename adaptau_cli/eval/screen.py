@@ -3,7 +3,7 @@
 Why: a full-ranking pass is one (users x d)(d x items) float32 product plus a
 selection, and the product dominates (docs/scaling.md: two thirds of a
 Gowalla-size validation pass). On CPUs with native bfloat16 dot products
-(``avx512_bf16`` / AMX) the same product in bfloat16 runs ~10x faster. Its
+(``avx512_bf16`` / AMX) the same product in bfloat16 runs ~4x faster (docs/scaling.md). Its
 scores are off by at most a known amount, so they can pick a small candidate
 set that provably holds the exact top-K; the candidates are then re-scored
 (float64 sums rounded to float32) and ranked with the same (score, lower
@@ -93,16 +93,15 @@ def eps_factor(dim: int) -> float:
 SCREEN_CHUNK = 8                     # items per interleaved chunk (measured: 8 beat 4, 16 and sqrt-sized 28)
 
 
-def chunk_layout(n: int, k: int) -> tuple[int, int]:
+def chunk_layout(n: int) -> tuple[int, int]:
     """(items per chunk c0, chunks C) of the interleaved chunks: chunk j holds columns j, j + C, j + 2C ...
 
     Small chunks: after the threshold only the members of the ~k chunks that
     reach it are read, and they sit C columns apart (a cache line each), so
-    fewer members per chunk is less memory traffic; C = n / 8 > k since the
-    screen needs n >= 16·k.
+    fewer members per chunk is less memory traffic. C = n / 8 > k because the
+    screen applies only from n >= 16·k (``screen_applies``).
     """
-    c0 = SCREEN_CHUNK if n // SCREEN_CHUNK > k else max(2, n // max(k + 1, int((k * n) ** 0.5)))
-    return c0, n // c0
+    return SCREEN_CHUNK, n // SCREEN_CHUNK
 
 
 def screened_topk(user_rows: torch.Tensor, screen: ItemScreen, flat_masked: torch.Tensor | None, k: int,
@@ -120,7 +119,7 @@ def screened_topk(user_rows: torch.Tensor, screen: ItemScreen, flat_masked: torc
     approx = user_rows.to(torch.bfloat16) @ screen.items_bf16.t()            # (B, m) bfloat16
     if flat_masked is not None and flat_masked.numel():
         approx.view(-1).index_fill_(0, flat_masked, -torch.inf)
-    c0, chunks = chunk_layout(m, k)
+    c0, chunks = chunk_layout(m)
     whole = chunks * c0
     cmax = approx[:, :whole].view(n_rows, c0, chunks).amax(1).float()      # (B, C)
     thr = torch.from_numpy(np.partition(cmax.numpy(), chunks - k, axis=1)[:, chunks - k].copy())

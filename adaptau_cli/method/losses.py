@@ -261,20 +261,29 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         return guw * wl[:, None], gn, glp, None, None, None, None, None, None, None
 
 
+def row_weights(w, rows: int, like: torch.Tensor) -> torch.Tensor:
+    """1/τ as a detached, contiguous (rows,) tensor of ``like``'s dtype, from a scalar or a 0-d / (rows,) tensor."""
+    if isinstance(w, torch.Tensor):
+        w = w.to(like.dtype)
+    else:
+        w = torch.full((rows,), float(w), dtype=like.dtype, device=like.device)
+    return w.detach().expand(rows).contiguous()
+
+
 def fused_matrix_softmax(u: torch.Tensor, n: torch.Tensor, pos: torch.Tensor, w_neg=1.0, w_pos=1.0,
                          positive_in_denominator: bool = False, mask_diag: bool = False,
-                         bounded: bool = False, want_tau1: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                         bounded: bool = False, want_tau1: bool = True,
+                         pos_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of the softmax over S = u·nᵀ (and the τ = 1 rows); see ``FusedMatrixSoftmax``.
 
     ``bounded``: the scores are cosines (|S| <= 1), so the τ = 1 rows need no max shift.
+    ``pos_offset`` (B,): subtracted from the scaled positive logit (the log-Q correction).
     """
     B, M = u.shape[0], n.shape[0]
-    if isinstance(w_neg, torch.Tensor):
-        w = w_neg.to(u.dtype)
-    else:
-        w = torch.full((B,), float(w_neg), dtype=u.dtype, device=u.device)
-    w = w.detach().expand(B).contiguous()
+    w = row_weights(w_neg, B, u)
     lp = pos * (w_pos.to(pos.dtype) if isinstance(w_pos, torch.Tensor) else w_pos)
+    if pos_offset is not None:
+        lp = lp - pos_offset
     chunk = max(1, FUSED_CHUNK_ELEMENTS // max(1, M))
     return FusedMatrixSoftmax.apply(u, n, lp, w, pos.detach(), bool(positive_in_denominator), mask_diag, chunk,
                                     bool(bounded), bool(want_tau1))

@@ -39,14 +39,14 @@ from adaptau_cli.base.settings import LossSettings
 from adaptau_cli.method.losses import (
     ADAPTAU_LOSSES,
     AdapTauLoss,
-    FUSED_CHUNK_ELEMENTS,
     BatchLoss,
-    FusedMatrixSoftmax,
     Negatives,
+    fused_matrix_softmax,
     logsumexp_rows,
     maybe_normalize,
     normalize_flags,
     per_row_scores,
+    row_weights,
     softmax_rows,
 )
 
@@ -396,7 +396,7 @@ class LogQSoftmaxLoss(_PairLoss):
         return BatchLoss(rows.mean(), rows.detach(), tau1, pos.detach())
 
     def _fused_rows(self, u, p, pos, log_q, w_neg, w_pos) -> torch.Tensor:
-        """``_corrected_rows`` through ``FusedMatrixSoftmax``: the correction rides the GEMM.
+        """``_corrected_rows`` through the fused kernel (``fused_matrix_softmax``): the correction rides the GEMM.
 
         Why: the plain autograd graph makes ~10 passes over the B×B logits
         (3.6× an Adap-τ epoch on ML-1M). The fused kernel computes
@@ -405,17 +405,11 @@ class LogQSoftmaxLoss(_PairLoss):
         w_b·(u_b·p_j) − log q_j, the corrected logit, and the appended
         column's gradients are dropped by ``torch.cat``'s backward.
         """
-        B = u.shape[0]
-        if isinstance(w_neg, torch.Tensor):
-            w = w_neg.detach().to(u.dtype).expand(B).contiguous()
-        else:
-            w = torch.full((B,), float(w_neg), dtype=u.dtype, device=u.device)
-        lp = _scaled(pos, w_pos) - log_q
+        w = row_weights(w_neg, u.shape[0], u)
         u_ext = torch.cat([u, (-1.0 / w)[:, None]], 1)
         n_ext = torch.cat([p, log_q[:, None]], 1)
-        chunk = max(1, FUSED_CHUNK_ELEMENTS // max(1, B))
-        rows, _ = FusedMatrixSoftmax.apply(u_ext, n_ext, lp, w, pos.detach(), self.positive_in_denominator,
-                                           True, chunk, False, False)
+        rows, _ = fused_matrix_softmax(u_ext, n_ext, pos, w, w_pos, self.positive_in_denominator, mask_diag=True,
+                                       want_tau1=False, pos_offset=log_q)
         return rows
 
 
