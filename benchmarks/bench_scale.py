@@ -231,10 +231,10 @@ def phase_train(ds, args, negatives: str, optimizer: str = "adam") -> dict:
 
 
 def score_product(user_emb: torch.Tensor, item_emb: torch.Tensor, users: np.ndarray) -> float:
-    """Seconds of the score products alone, in the blocks ``score_topk`` uses."""
+    """Seconds of the score products alone, in the blocks ``score_topk`` uses for float32 (any dtype given)."""
     from adaptau_cli.eval.topk import block_size
 
-    bs = block_size(item_emb.shape[0], 1024, bytes_per_score=item_emb.element_size())
+    bs = block_size(item_emb.shape[0], 1024)
     item_t = item_emb.t()
     t = time.perf_counter()
     with torch.no_grad():
@@ -252,7 +252,7 @@ def eval_vs_product(u: torch.Tensor, it: torch.Tensor, heldout: sp.csr_matrix, e
     from adaptau_cli.eval.screen import screen_enabled
 
     users = np.flatnonzero(np.diff(heldout.indptr) > 0)
-    ev, ex, pr = [], [], []
+    ev, ex, pr, bf = [], [], [], []
     for _ in range(repeats):                        # alternated: default (screened where it applies), full product
         t = time.perf_counter()
         res = evaluate_embeddings(u, it, heldout, exclude, (10, 20, 50))
@@ -265,11 +265,13 @@ def eval_vs_product(u: torch.Tensor, it: torch.Tensor, heldout: sp.csr_matrix, e
         finally:
             del os.environ["ADAPTAU_SCREEN"]
         pr.append(score_product(u, it, users))
+        bf.append(score_product(u.bfloat16(), it.bfloat16(), users))   # what the screen's product costs
     e, f, p = min(ev), min(ex), min(pr)
     return {"users": len(users), "items": it.shape[0], "block_users": block_size(it.shape[0], 1024),
             "screened": screen_enabled(u, it, 50), "eval_seconds": e, "users_per_second": len(users) / e,
             "full_product_eval_seconds": f, "speedup_over_full_product_eval": f / e,
             "product_seconds": p, "ratio_eval_to_product": e / p, "ratio_full_eval_to_product": f / p,
+            "bf16_product_seconds": min(bf),
             "repeats": repeats, "recall@20": res.metrics["recall@20"],
             "recall@20_full_product": full.metrics["recall@20"], "peak_rss_mb": peak_rss_mb()}
 
@@ -370,7 +372,8 @@ def report_eval(name: str, r: dict) -> None:
     print(f"  {name}: {r['users']:,} users x {r['items']:,} items: full ranking ({how}) "
           f"{r['eval_seconds']:.2f} s ({r['users_per_second']:,.0f} users/s); through the float32 product "
           f"({r['block_users']} users/block) {r['full_product_eval_seconds']:.2f} s -> "
-          f"{r['speedup_over_full_product_eval']:.2f}x faster; score product alone {r['product_seconds']:.2f} s -> "
+          f"{r['speedup_over_full_product_eval']:.2f}x faster; score product alone {r['product_seconds']:.2f} s "
+          f"(in bfloat16 {r['bf16_product_seconds']:.2f} s) -> "
           f"{r['ratio_eval_to_product']:.2f}x (full product path {r['ratio_full_eval_to_product']:.2f}x; target <= 2x; "
           f"best of {r['repeats']}); recall@20 {r['recall@20']:.6f} / {r['recall@20_full_product']:.6f}; "
           f"peak RSS {r['peak_rss_mb']:.0f} MB")
