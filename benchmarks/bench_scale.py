@@ -119,7 +119,7 @@ class EngineStep:
         """One step; ``sync=False``: backward under DDP's ``no_sync``; ``zero=False``: add to the gradients
         already there; ``step=False``: no Adam step (gradient accumulation)."""
         from adaptau_cli.engine.trainer import _average_undistributed, _global_value, _shard
-        from adaptau_cli.method.losses import Negatives, l2_penalty
+        from adaptau_cli.method.losses import gather_batch, l2_penalty
 
         cfg, world = self.cfg, self.world
         users, pos, negs = self.next_batch()
@@ -130,13 +130,12 @@ class EngineStep:
         with ctx:
             user_table, item_table = self.trained()
             w_neg, w_pos = self.temps.inverse_temperatures(users)
-            look = self.lookup
-            res = self.criterion(look(user_table, users), look(item_table, pos),
-                                 Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds, look), w_neg,
-                                 w_pos, True)
+            rows = gather_batch(user_table, item_table, users, pos, cfg.negatives, negs, bounds, self.lookup)
+            res = self.criterion(rows.users, rows.pos, rows.negatives, w_neg, w_pos, True)
             raw_users, raw_items = self.model.raw_tables()
+            own = raw_users is user_table and raw_items is item_table
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             self.neg_l2_weight, bounds, look)
+                                             self.neg_l2_weight, bounds, self.lookup, rows if own else None)
             if world.active:
                 res.loss = res.loss * share
                 if sync:

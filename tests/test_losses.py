@@ -5,6 +5,8 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adaptau_cli.method import losses as L
 
@@ -225,7 +227,7 @@ def test_bad_choices_are_rejected():
 
 @pytest.mark.parametrize("mask_diag,include_pos", [(False, False), (True, True)])
 def test_fused_gradient_with_any_upstream_gradient(mask_diag, include_pos):
-    """Weights of mixed sign exercise the backward path that cannot fold the weight into the exponent."""
+    """Upstream weights of mixed sign: the backward's per-row scale carries the sign."""
     g = torch.Generator().manual_seed(11)
     u = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
     n = torch.randn(6 if mask_diag else 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
@@ -240,3 +242,72 @@ def test_fused_gradient_with_any_upstream_gradient(mask_diag, include_pos):
     want = torch.autograd.grad((ref * weights).sum(), (u, n, pos))
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.05, 0.0226, 0.02, 0.005])
+@pytest.mark.parametrize("include_pos", [False, True])
+def test_fused_cosine_softmax_with_and_without_the_max_shift_matches_float64(tau, include_pos):
+    """Cosine logits skip the max shift while |w·log2 e| <= 64 (τ >= 0.0225) and take it below: both ways
+    agree with a float64 reference, and τ = 0.005 (logits of ±289 in base 2) stays finite."""
+    g = torch.Generator().manual_seed(3)
+    u = F.normalize(torch.randn(40, 8, generator=g), dim=1).requires_grad_()
+    n = F.normalize(torch.randn(30, 8, generator=g), dim=1).requires_grad_()
+    pos = (u.detach() * n.detach()[:1]).sum(1).requires_grad_()
+    w = torch.full((40,), 1 / tau)
+    w[::7] = 1 / max(tau, 0.1)                    # rows of another temperature in the same batch
+    rows, rows1 = L.fused_matrix_softmax(u, n, pos, w, w, include_pos, bounded=True)
+    u64, n64, pos64 = (t.detach().double().requires_grad_() for t in (u, n, pos))
+    ref = L.softmax_rows(pos64, u64 @ n64.t(), w.double(), w.double(), include_pos)
+    ref1 = L.softmax_rows(pos64.detach(), (u64 @ n64.t()).detach(), 1.0, 1.0, include_pos)
+    assert torch.isfinite(rows).all() and torch.isfinite(rows1).all()
+    torch.testing.assert_close(rows.double(), ref.detach(), rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(rows1.double(), ref1, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(rows.mean(), (u, n, pos))
+    want = torch.autograd.grad(ref.mean(), (u64, n64, pos64))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 5), st.lists(st.integers(0, 5), max_size=3), st.integers(0, 2**31 - 1))
+def test_row_normalize_is_f_normalize_with_the_same_gradient(rows, dim, zero_rows, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, dim, generator=g, dtype=torch.float64)
+    for r in zero_rows:
+        x[r % rows] = 0.0                          # clamped rows: the denominator is the constant ε
+    if rows > 1:
+        x[-1] *= 1e-13                             # a row just under ε
+    x.requires_grad_()
+    up = torch.randn(rows, dim, generator=g, dtype=torch.float64)
+    ours = L.RowNormalize.apply(x)
+    theirs = F.normalize(x, dim=-1)
+    assert torch.equal(ours, theirs)
+    a = torch.autograd.grad(ours, x, up)[0]
+    b = torch.autograd.grad(theirs, x, up)[0]
+    scale = float((up.abs() / x.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12)).max())   # |g|/‖x‖
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14 * scale)
+
+
+@pytest.mark.parametrize("negatives", ["shared", "grouped", "per-row", "in-batch"])
+def test_gather_batch_reads_each_table_once_and_gives_the_separate_lookups_numbers(negatives):
+    """One lookup per table (one block in each sparse gradient), the same loss and gradients as a lookup
+    per use, the L2 term included."""
+    U, I, users, pos, per_row, shared, w = _tables()
+    negs = {"shared": shared, "grouped": per_row[:2], "per-row": per_row, "in-batch": None}[negatives]
+    crit = L.AdapTauLoss()
+    Us, Is = (torch.nn.Parameter(t.detach().clone()) for t in (U, I))
+    rows = L.gather_batch(Us, Is, users, pos, negatives, negs, lookup=L.sparse_rows)
+    one = crit(rows.users, rows.pos, rows.negatives, w).loss + L.l2_penalty(
+        0.1, Us, Is, users, pos, negatives, negs, lookup=L.sparse_rows, rows=rows)
+    if negatives in ("shared", "grouped"):
+        one.backward()
+        assert Us.grad._nnz() == B and Is.grad._nnz() == B + negs.numel()
+        got = (Us.grad.to_dense(), Is.grad.to_dense())
+    else:
+        got = torch.autograd.grad(one, (Us, Is))
+        got = tuple(t.to_dense() if t.is_sparse else t for t in got)
+    two = crit(U[users], I[pos], L.Negatives.from_indices(negatives, I, negs, pos), w).loss + L.l2_penalty(
+        0.1, U, I, users, pos, negatives, negs)
+    torch.testing.assert_close(one, two, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, _grads(two, U, I)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -59,47 +59,78 @@ class RowwiseAdam(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if not state:
+                if "step" not in state:
                     state["step"] = torch.zeros((), dtype=torch.float64)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 t = float(state["step"])
                 c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-                m, v = state["exp_avg"], state["exp_avg_sq"]
                 if p.grad.is_sparse:
-                    _sparse_update(p, p.grad, m, v, lr, b1, b2, eps, c1, c2)
-                else:
-                    g = p.grad
-                    m.mul_(b1).add_(g, alpha=1 - b1)
-                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                    denom = (v / c2).sqrt_().add_(eps)
-                    p.addcdiv_(m, denom, value=-lr / c1)
+                    _sparse_update(p, p.grad, _row_moments(state, p), lr, b1, b2, eps, c1, c2)
+                    continue
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (v / c2).sqrt_().add_(eps)
+                p.addcdiv_(m, denom, value=-lr / c1)
         return loss
 
 
-def _sparse_update(p, grad, m, v, lr, b1, b2, eps, c1, c2) -> None:
-    """The lazy Adam update of the rows of one sparse gradient (see ``RowwiseAdam``).
+def _row_moments(state: dict, p: torch.Tensor) -> torch.Tensor:
+    """A table's Adam moments for row updates: ``state["row_moments"]``, (rows, 2, k), row r's m and v side by side.
+
+    Why side by side: a step touches a few thousand scattered rows, and each
+    row's m and v then share one gather and one scatter (measured 0.2 ms of a
+    14 ms Amazon-Book step). State saved by the earlier layout (``exp_avg`` and
+    ``exp_avg_sq``, separate tables) is moved into it on the first row update.
+    """
+    if "row_moments" not in state:
+        rows = p.shape[0]
+        if "exp_avg" in state:
+            m, v = state.pop("exp_avg"), state.pop("exp_avg_sq")
+            state["row_moments"] = torch.stack([m.reshape(rows, -1), v.reshape(rows, -1)], 1)
+        else:
+            state["row_moments"] = p.new_zeros(rows, 2, p[0].numel())
+    return state["row_moments"]
+
+
+def _sparse_update(p, grad, moments, lr, b1, b2, eps, c1, c2) -> None:
+    """The lazy Adam update of the rows of one sparse gradient (see ``RowwiseAdam``); ``moments`` as ``_row_moments``.
 
     Written for few passes over the touched rows: ``lerp`` moves each moment in
     one op, and the bias corrections ride one ``addcdiv_``
     (``(m/c1)/(√(v/c2)+ε) = (√c2/c1)·m/(√v + ε√c2)``, as torch's Adam does);
-    ``index_copy_`` puts rows back (``index_add_`` measured 1.5x slower).
+    ``index_copy_`` puts rows back (``index_add_`` measured 1.5x slower), through
+    ``_wide`` views.
     """
     grad = grad.coalesce()
     rows = grad.indices()[0]
     if rows.numel() == 0:
         return
     g = grad.values().reshape(rows.shape[0], -1).to(p.dtype)
-    m2, v2 = m.view(m.shape[0], -1), v.view(v.shape[0], -1)
-    m_rows = m2.index_select(0, rows).lerp_(g, 1 - b1)
-    v_rows = v2.index_select(0, rows).lerp_(g.square(), 1 - b2)
-    m2.index_copy_(0, rows, m_rows)
-    v2.index_copy_(0, rows, v_rows)
+    mv = moments.index_select(0, rows)         # rows are unique after coalesce: gather, update, put back
+    m_rows, v_rows = mv[:, 0], mv[:, 1]
+    m_rows.lerp_(g, 1 - b1)
+    v_rows.lerp_(g.square(), 1 - b2)
+    _wide(moments.view(moments.shape[0], -1)).index_copy_(0, rows, _wide(mv.view(mv.shape[0], -1)))
     sqrt_c2 = c2 ** 0.5
-    p2 = p.view(p.shape[0], -1)                # rows are unique after coalesce: gather, update, put back
-    p_rows = p2.index_select(0, rows).addcdiv_(m_rows, v_rows.sqrt_().add_(eps * sqrt_c2), value=-lr * sqrt_c2 / c1)
-    p2.index_copy_(0, rows, p_rows)
+    p2 = p.view(p.shape[0], -1)
+    p_rows = p2.index_select(0, rows).addcdiv_(m_rows, v_rows.sqrt().add_(eps * sqrt_c2), value=-lr * sqrt_c2 / c1)
+    _wide(p2).index_copy_(0, rows, _wide(p_rows))
+
+
+def _wide(rows: torch.Tensor) -> torch.Tensor:
+    """The same bytes as 16-byte elements (float32 rows of 4k values as complex128), for ``index_copy_``.
+
+    Why: torch's CPU ``index_copy_`` copies element by element; with a quarter
+    as many elements it moves a row batch in ~0.55x the time (measured at
+    2,800 rows of 64). A copy of bytes, so the result is bit for bit the same.
+    """
+    if rows.dtype == torch.float32 and rows.shape[-1] % 4 == 0 and rows.is_contiguous():
+        return rows.view(torch.complex128)
+    return rows
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, extra: Any = (), kind: str = "adam") -> torch.optim.Optimizer:

@@ -58,7 +58,7 @@ from adaptau_cli.method.losses import (
     NEGATIVES,
     NORMS,
     AdapTauLoss,
-    Negatives,
+    gather_batch,
     group_bounds,
     l2_penalty,
 )
@@ -423,13 +423,13 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
             optimizer.step()
             continue
         w_neg, w_pos = temperatures.inverse_temperatures(users)
-        res = criterion(lookup(user_table, users), lookup(item_table, pos),
-                        Negatives.from_indices(cfg.negatives, item_table, negs, pos, bounds, lookup), w_neg, w_pos,
-                        track)
+        rows = gather_batch(user_table, item_table, users, pos, cfg.negatives, negs, bounds, lookup)
+        res = criterion(rows.users, rows.pos, rows.negatives, w_neg, w_pos, track)
         if cfg.l2 > 0:
             raw_users, raw_items = model.raw_tables()
+            own = raw_users is user_table and raw_items is item_table   # MF without dropout: reuse the rows
             res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             neg_l2_weight, bounds, lookup)
+                                             neg_l2_weight, bounds, lookup, rows if own else None)
         if world.active:
             res.loss = res.loss * share
             value = _global_value(res.loss, world)
