@@ -117,7 +117,7 @@ def _sparse_update(p, grad, moments, lr, b1, b2, eps, c1, c2) -> None:
     _wide(moments.view(moments.shape[0], -1)).index_copy_(0, rows, _wide(mv.view(mv.shape[0], -1)))
     sqrt_c2 = c2 ** 0.5
     p2 = p.view(p.shape[0], -1)
-    p_rows = p2.index_select(0, rows).addcdiv_(m_rows, v_rows.sqrt().add_(eps * sqrt_c2), value=-lr * sqrt_c2 / c1)
+    p_rows = p2.index_select(0, rows).addcdiv_(m_rows, v_rows.sqrt_().add_(eps * sqrt_c2), value=-lr * sqrt_c2 / c1)
     _wide(p2).index_copy_(0, rows, _wide(p_rows))
 
 

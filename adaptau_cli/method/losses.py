@@ -222,9 +222,9 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         unshifted = bounded and B > 0 and float(wl.abs().max()) <= UNSHIFTED_LIMIT and (
             not include_pos or float(lp2.abs().max()) <= UNSHIFTED_LIMIT)
         E = u.new_empty(B, M)                        # 2^(Z - c), row by row
-        tot = u.new_empty(B)                         # Σ_j E (+ the positive's term)
+        tot = u.new_empty(B)                         # Σ_j E (the positive's term added after the loop)
         shift = u.new_zeros(B)                       # c
-        lse1 = u.new_zeros(B) if not want_tau1 else u.new_empty(B)
+        tot1, shift1 = u.new_ones(B), u.new_zeros(B)   # the same at τ = 1 (ones: log2 gives 0 unless tracked)
         p2 = pos1 * LOG2E
         inv_w = 1.0 / w                              # Z / w = S·log2(e): the tau = 1 logits in base 2
         buf = u.new_empty(min(chunk, B), M) if want_tau1 else None
@@ -236,25 +236,21 @@ class FusedMatrixSoftmax(torch.autograd.Function):
                 rr = torch.arange(r0, r1, device=u.device)
                 Ec[rr - r0, rr] = float("-inf")
             if want_tau1:
-                lse1[r0:r1] = _tau1_block(torch.mul(Ec, inv_w[r0:r1, None], out=buf[: r1 - r0]),
-                                          p2[r0:r1], include_pos, mask_diag, bounded)
-            head = lp2[r0:r1]
-            if unshifted:
-                tc = Ec.exp2_().sum(1)
-                if include_pos:
-                    tc = tc + torch.exp2(head)
-            else:
-                mx = Ec.amax(1)
-                if include_pos:
-                    mx = torch.maximum(mx, head)
-                if mask_diag:  # a row with no negative at all (B = 1) has max -inf
-                    mx = torch.nan_to_num(mx, neginf=0.0)
-                tc = Ec.sub_(mx[:, None]).exp2_().sum(1)
-                if include_pos:
-                    tc = tc + torch.exp2(head - mx)
-                shift[r0:r1] = mx
-            tot[r0:r1] = tc
+                z1 = torch.mul(Ec, inv_w[r0:r1, None], out=buf[: r1 - r0])
+                if not bounded:  # cosines (|S| <= 1) need no max shift at τ = 1
+                    shift1[r0:r1] = mx1 = _row_max(z1, p2[r0:r1] if include_pos else None, mask_diag)
+                    z1.sub_(mx1[:, None])
+                torch.sum(z1.exp2_(), 1, out=tot1[r0:r1])
+            if not unshifted:
+                shift[r0:r1] = mx = _row_max(Ec, lp2[r0:r1] if include_pos else None, mask_diag)
+                Ec.sub_(mx[:, None])
+            torch.sum(Ec.exp2_(), 1, out=tot[r0:r1])
+        if include_pos:
+            tot += torch.exp2(lp2 - shift)
+            if want_tau1:
+                tot1 += torch.exp2(p2 - shift1)
         lse2 = torch.log2(tot).add_(shift)           # log2 of the denominators
+        lse1 = torch.log2(tot1).add_(shift1)
         ctx.save_for_backward(uw, n, lp, wl, E, tot, lse2)
         ctx.include_pos = include_pos
         rows1 = lse1 * LN2 - pos1
@@ -275,23 +271,12 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         return guw, gn, glp, None, None, None, None, None, None, None
 
 
-def _tau1_block(z1: torch.Tensor, p2: torch.Tensor, include_pos: bool, mask_diag: bool,
-                bounded: bool) -> torch.Tensor:
-    """log2 of the τ = 1 denominators of a block of rows from its base-2 logits ``z1`` (overwritten)."""
-    if bounded:  # cosines: |S| <= 1, no max shift needed
-        tot1 = z1.exp2_().sum(1)
-        if include_pos:
-            tot1 = tot1 + torch.exp2(p2)
-        return torch.log2(tot1)
-    mx1 = z1.amax(1)
-    if include_pos:
-        mx1 = torch.maximum(mx1, p2)
-    if mask_diag:
-        mx1 = torch.nan_to_num(mx1, neginf=0.0)
-    tot1 = z1.sub_(mx1[:, None]).exp2_().sum(1)
-    if include_pos:
-        tot1 = tot1 + torch.exp2(p2 - mx1)
-    return torch.log2(tot1).add_(mx1)
+def _row_max(z: torch.Tensor, pos: torch.Tensor | None, mask_diag: bool) -> torch.Tensor:
+    """Each row's largest logit, the positive's (``pos``) included; 0 for a row of -inf (in-batch with B = 1)."""
+    mx = z.amax(1)
+    if pos is not None:
+        mx = torch.maximum(mx, pos)
+    return torch.nan_to_num(mx, neginf=0.0) if mask_diag else mx
 
 
 def row_weights(w, rows: int, like: torch.Tensor) -> torch.Tensor:
@@ -575,8 +560,8 @@ def gather_batch(user_table: torch.Tensor, item_table: torch.Tensor, users: torc
     user_rows = lookup(user_table, users)
     if negatives in ("shared", "grouped"):
         B = pos_items.shape[0]
-        both = lookup(item_table, torch.cat([pos_items, neg_items.reshape(-1)]))
-        pos_rows, neg_rows = both[:B], both[B:]
+        flat = neg_items.reshape(-1)
+        pos_rows, neg_rows = lookup(item_table, torch.cat([pos_items, flat])).split([B, flat.shape[0]])
         negs = (Negatives.shared(neg_rows) if negatives == "shared"
                 else Negatives.grouped(neg_rows, neg_items.shape[0], bounds))
         return BatchRows(user_rows, pos_rows, negs, neg_rows)
