@@ -11,7 +11,7 @@ the README's "From Python")::
     print(at.evaluate(data, users, items).metrics["recall@20"])
 
 Pieces: ``TemperatureController`` (τ0 and τ_u for any training loop),
-``AdapTauLoss`` with ``Negatives`` and ``l2_penalty`` (the loss as a module),
+``AdapTauLoss`` with ``Negatives``, ``gather_batch`` and ``l2_penalty`` (the loss as a module),
 ``RowwiseAdam`` with ``sparse_rows`` (lazy Adam over sparse row gradients, for
 large catalogues),
 ``Backbone`` (what a model must offer: ``forward()`` and ``raw_tables()``),
@@ -50,6 +50,7 @@ _API: dict[str, tuple[str, str]] = {
     "AdapTauLoss": ("adaptau_cli.method.losses", "AdapTauLoss"),
     "Negatives": ("adaptau_cli.method.losses", "Negatives"),
     "l2_penalty": ("adaptau_cli.method.losses", "l2_penalty"),
+    "gather_batch": ("adaptau_cli.method.losses", "gather_batch"),
     "sparse_rows": ("adaptau_cli.method.losses", "sparse_rows"),
     "RowwiseAdam": ("adaptau_cli.engine.optimizers", "RowwiseAdam"),
     "make_criterion": ("adaptau_cli.method.rivals", "make_criterion"),
