@@ -89,9 +89,10 @@ def test_three_processes_uneven_shards_and_the_nproc_flag(tmp_path):
 
 
 @pytest.mark.slow
-def test_sparse_adam_with_an_empty_shard_gives_the_one_process_run(tmp_path):
+@pytest.mark.parametrize("optimizer", ["adam", "sparse-adam"])
+def test_an_empty_shard_gives_the_one_process_run(tmp_path, optimizer):
     """4,722 pairs in batches of 236 end with a batch of 2 rows: over 3 ranks one rank has none, and still joins."""
-    args = ["train", *QUICK, "--batch-size", "236", "--epochs", "2", "--optimizer", "sparse-adam",
+    args = ["train", *QUICK, "--batch-size", "236", "--epochs", "2", "--optimizer", optimizer,
             "--negatives", "shared"]
     one = _adaptau([*args, "--out", str(tmp_path / "one")], tmp_path)
     three = _adaptau([*args, "--out", str(tmp_path / "three")], tmp_path, nproc=3)

@@ -411,11 +411,9 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
         if world.active:
             users, pos, negs, bounds, share = _shard(users, pos, negs, cfg.negatives, world)
         user_table, item_table = trained()
-        if users.shape[0] == 0:                  # an empty shard still joins DDP's gradient average
-            if cfg.optimizer == "sparse-adam":   # gradients of the same (sparse) kind as the other ranks'
-                loss = (lookup(user_table, users).sum() + lookup(item_table, pos).sum()) * 0.0
-            else:
-                loss = (user_table.sum() + item_table.sum()) * 0.0
+        if users.shape[0] == 0:                  # an empty shard still joins DDP's gradient average,
+            # with zero gradients of the kind the other ranks' lookups give (dense, or sparse for sparse-adam)
+            loss = (lookup(user_table, users).sum() + lookup(item_table, pos).sum()) * 0.0
             _global_value(loss, world)           # the other ranks' loss all-reduce
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
