@@ -1,4 +1,4 @@
-"""Training speed on ML-1M: MF Adap-τ with shared / per-row / all negatives, the GEMM floor, LightGCN.
+"""Training speed on ML-1M: MF Adap-τ with shared / grouped / per-row / all negatives, the GEMM floor, LightGCN.
 
     .venv/bin/python benchmarks/bench_train.py [--data ../shared/datasets/ml-1m] [--threads 2]
         [--per-row-batches 40] [--chunked-batches 8] [--all-batches 40] [--skip-lightgcn] [--json out.json]
@@ -13,6 +13,7 @@ What is measured, each phase in its own process (so that peak RSS is per phase):
   (B×d)·(d×M) product and its backward (the three GEMMs any softmax over
   shared negatives needs) timed on the same shapes, interleaved with the
   full training step so that machine load hits both alike.
+* ``grouped``: one full epoch with the shipped default negatives (16 blocks).
 * ``per-row``: the faithful mode. ``auto`` picks the dense path on ML-1M
   (one B×m product and a gather, m = 3043 ≤ 4·M); timed over
   ``--per-row-batches`` batches of the real loop's step and extrapolated to an
@@ -174,12 +175,19 @@ def phase_all(ds, args) -> dict:
     return extrapolated(ds, make_step(ds, "all"), args.all_batches)
 
 
+def phase_grouped(ds, args) -> dict:
+    """The shipped default negatives (16 blocks of M, one per row slice): one full epoch."""
+    epoch = one_epoch(ds, negatives="grouped", tau_mode="adap-tau")
+    return {"epoch_seconds": epoch, "pairs_per_second": len(ds.train) / epoch, "peak_rss_mb": peak_rss_mb()}
+
+
 def phase_lightgcn(ds, args) -> dict:
     epoch = one_epoch(ds, model="lightgcn", layers=3, negatives="in-batch", tau_mode="adap-tau")
     return {"epoch_seconds": epoch, "pairs_per_second": len(ds.train) / epoch, "peak_rss_mb": peak_rss_mb()}
 
 
-PHASES = {"shared": phase_shared, "per-row": phase_per_row, "all": phase_all, "lightgcn": phase_lightgcn}
+PHASES = {"shared": phase_shared, "grouped": phase_grouped, "per-row": phase_per_row, "all": phase_all,
+          "lightgcn": phase_lightgcn}
 
 
 def main() -> None:
@@ -205,7 +213,7 @@ def main() -> None:
         sys.exit(f"ML-1M not found at {args.data} (use --data)")
     results = {"threads": args.threads, "batch": B, "negatives": M, "dim": DIM, "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
-    phases = ["shared", "per-row", "all"] + ([] if args.skip_lightgcn else ["lightgcn"])
+    phases = ["shared", "grouped", "per-row", "all"] + ([] if args.skip_lightgcn else ["lightgcn"])
     for phase in phases:
         cmd = [sys.executable, __file__, "--phase", phase, "--data", str(args.data), "--threads", str(args.threads),
                "--per-row-batches", str(args.per_row_batches), "--chunked-batches", str(args.chunked_batches),
@@ -225,6 +233,9 @@ def main() -> None:
           f"= {s['floor_epoch_seconds']:.1f} s/epoch")
     print(f"  shared step {s['step_ms_median']:.1f} ms/batch: {s['ratio_step_to_floor']:.2f}x the floor "
           f"(interleaved medians); epoch/floor-epoch {s['ratio_epoch_to_floor']:.2f}x")
+    g = results["grouped"]
+    print(f"  grouped (16 x {M}, the defaults): {g['epoch_seconds']:.1f} s/epoch, {g['pairs_per_second']:,.0f} pairs/s "
+          f"(one full epoch); peak RSS {g['peak_rss_mb']:.0f} MB")
     for strategy, r in p.items():
         print(f"  per-row {strategy:7s}: {r['step_ms_median']:.1f} ms/batch -> {r['epoch_seconds_extrapolated']:.1f} "
               f"s/epoch (extrapolated from {r['batches_timed']} batches), {r['pairs_per_second']:,.0f} pairs/s; "
