@@ -78,37 +78,19 @@ def test_rowwise_adam_on_dense_gradients_is_torch_adam():
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_state_dict_round_trip_continues_the_same_updates():
+def _as_earlier_layout(saved: dict) -> dict:
+    """A state dict as checkpoints wrote it before the row moments were interleaved: separate m and v tables."""
+    moments = saved["state"][0].pop("row_moments")
+    saved["state"][0]["exp_avg"], saved["state"][0]["exp_avg_sq"] = moments[:, 0].clone(), moments[:, 1].clone()
+    return saved
+
+
+@pytest.mark.parametrize("layout", ["current", "earlier"])
+def test_state_dict_round_trip_continues_the_same_updates(layout):
+    """Saved after two steps and loaded into a new optimizer, the third step is bit for bit the uninterrupted
+    run's — also from the earlier state layout (``exp_avg`` / ``exp_avg_sq``), moved into ``row_moments`` once."""
     torch.manual_seed(1)
     idx = [torch.tensor([0, 2, 2]), torch.tensor([1]), torch.tensor([2, 3])]
-    w = [torch.randn(len(i), 4) for i in idx]
-
-    def run(p, opt, parts):
-        for i, x in parts:
-            opt.zero_grad(set_to_none=True)
-            (sparse_rows(p, i) * x).sum().backward()
-            opt.step()
-
-    start = torch.randn(4, 4)
-    p1 = torch.nn.Parameter(start.clone())
-    o1 = RowwiseAdam([p1])
-    run(p1, o1, zip(idx, w))
-    p2 = torch.nn.Parameter(start.clone())
-    o2 = RowwiseAdam([p2])
-    run(p2, o2, list(zip(idx, w))[:2])
-    saved = o2.state_dict()
-    p3 = torch.nn.Parameter(p2.detach().clone())
-    o3 = RowwiseAdam([p3])
-    o3.load_state_dict(saved)
-    run(p3, o3, list(zip(idx, w))[2:])
-    assert torch.equal(p1.detach(), p3.detach())
-
-
-def test_state_saved_in_the_earlier_layout_continues_the_same_updates():
-    """Checkpoints written before the row moments were interleaved hold ``exp_avg`` and ``exp_avg_sq`` tables;
-    loaded, they continue bit for bit as the run would have, and are moved into ``row_moments`` once."""
-    torch.manual_seed(2)
-    idx = [torch.tensor([0, 3, 3]), torch.tensor([1, 2]), torch.tensor([3, 0])]
     w = [torch.randn(len(i), 8) for i in idx]
 
     def run(p, opt, parts):
@@ -125,8 +107,8 @@ def test_state_saved_in_the_earlier_layout_continues_the_same_updates():
     o2 = RowwiseAdam([p2])
     run(p2, o2, list(zip(idx, w))[:2])
     saved = o2.state_dict()
-    moments = saved["state"][0].pop("row_moments")
-    saved["state"][0]["exp_avg"], saved["state"][0]["exp_avg_sq"] = moments[:, 0].clone(), moments[:, 1].clone()
+    if layout == "earlier":
+        saved = _as_earlier_layout(saved)
     p3 = torch.nn.Parameter(p2.detach().clone())
     o3 = RowwiseAdam([p3])
     o3.load_state_dict(saved)
