@@ -311,3 +311,26 @@ def test_gather_batch_reads_each_table_once_and_gives_the_separate_lookups_numbe
     torch.testing.assert_close(one, two, rtol=1e-12, atol=1e-12)
     for a, b in zip(got, _grads(two, U, I)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_blocks_run_in_one_kernel_with_empty_slices_and_chunks(monkeypatch):
+    """Block g scores only its row slice, an empty slice's block gets a zero gradient (a data-parallel rank's
+    share of the blocks), and rows split into chunks within a slice: all as the plain autograd path."""
+    monkeypatch.setattr(L, "FUSED_CHUNK_ELEMENTS", 2 * 5)          # chunks of 2 rows inside each slice
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    blocks = torch.randn(15, 4, generator=g, dtype=torch.float64, requires_grad=True)   # 3 blocks of M = 5
+    w = torch.rand(7, generator=g, dtype=torch.float64) * 4 + 1
+    bounds = [(0, 3), (3, 3), (3, 7)]
+    got = L.AdapTauLoss(fused=True)(u, p, L.Negatives.grouped(blocks, 3, bounds), w, w, track_tau1=True)
+    want = L.AdapTauLoss(fused=False)(u, p, L.Negatives.grouped(blocks, 3, bounds), w, w, track_tau1=True)
+    torch.testing.assert_close(got.row_loss, want.row_loss, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got.row_loss_tau1, want.row_loss_tau1, rtol=1e-10, atol=1e-12)
+    ga = torch.autograd.grad(got.loss, (u, p, blocks))
+    gb = torch.autograd.grad(want.loss, (u, p, blocks))
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert torch.count_nonzero(ga[2][5:10]) == 0
+    with pytest.raises(ValueError, match="3 negative blocks for 2 row slices"):
+        L.fused_matrix_softmax(u, blocks.view(3, 5, 4), u[:, 0], bounds=bounds[:2])

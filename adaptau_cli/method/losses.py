@@ -202,8 +202,9 @@ class FusedMatrixSoftmax(torch.autograd.Function):
     there c = 0 — 2^Z can neither overflow nor leave float32's normal range,
     and the max and subtract passes are skipped.
 
-    Inputs: u (B,d), n (M,d), lp (B,) positive logits already scaled
-    (w_pos·f(u,i)), w (B,) = 1/τ_u for the negatives (not differentiated),
+    Inputs: u (B,d); n (G,M,d) negative blocks, block g scoring the rows ``slices[g]`` = (start, end)
+    (G = 1 and ((0, B),) for shared negatives, one block per row slice for grouped); lp (B,) positive
+    logits already scaled (w_pos·f(u,i)), w (B,) = 1/τ_u for the negatives (not differentiated),
     ``include_pos``: the positive in the denominator; ``mask_diag``: in-batch
     (entry (r, r) is the row's own positive, not a negative).
     Returns (loss rows (B,), loss rows at τ = 1 (B,), not differentiable).
@@ -212,10 +213,9 @@ class FusedMatrixSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, n, lp, w, pos1, include_pos: bool, mask_diag: bool, chunk: int, bounded: bool,
-                want_tau1: bool):
+                want_tau1: bool, slices: tuple[tuple[int, int], ...]):
         B = u.shape[0]
-        M = n.shape[0]
-        nt = n.t()
+        M = n.shape[1]
         wl = w * LOG2E
         uw = u * wl[:, None]                         # Z = uw·nᵀ are the logits in base 2: the scale rides the GEMM
         lp2 = lp.detach() * LOG2E
@@ -228,10 +228,9 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         p2 = pos1 * LOG2E
         inv_w = 1.0 / w                              # Z / w = S·log2(e): the tau = 1 logits in base 2
         buf = u.new_empty(min(chunk, B), M) if want_tau1 else None
-        for r0 in range(0, B, chunk):
-            r1 = min(B, r0 + chunk)
+        for r0, r1, g in _row_blocks(slices, chunk):
             Ec = E[r0:r1]
-            torch.mm(uw[r0:r1], nt, out=Ec)
+            torch.mm(uw[r0:r1], n[g].t(), out=Ec)
             if mask_diag:  # the row's own positive is no negative: -inf, so every exp2 below gives 0
                 rr = torch.arange(r0, r1, device=u.device)
                 Ec[rr - r0, rr] = float("-inf")
@@ -252,7 +251,7 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         lse2 = torch.log2(tot).add_(shift)           # log2 of the denominators
         lse1 = torch.log2(tot1).add_(shift1)
         ctx.save_for_backward(uw, n, lp, wl, E, tot, lse2)
-        ctx.include_pos = include_pos
+        ctx.include_pos, ctx.slices = include_pos, slices
         rows1 = lse1 * LN2 - pos1
         ctx.mark_non_differentiable(rows1)
         return lse2 * LN2 - lp, rows1
@@ -263,12 +262,24 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         g = g.contiguous()
         # dL/dZ = g·ln2·E/tot row by row: that scale s rides the (B×d) sides of the two GEMMs
         s = torch.where(tot > 0, g * LN2 / tot, torch.zeros_like(tot))
-        guw = torch.mm(E, n).mul_((s * wl)[:, None])
-        gn = torch.mm((uw * s[:, None]).t(), E).t().contiguous()  # (d×B)(B×M): ~20% faster than (M×B)(B×d)
+        su = uw * s[:, None]
+        guw = torch.empty_like(uw)
+        gnt = n.new_zeros(n.shape[0], n.shape[2], n.shape[1])   # per block, transposed: (d×B)(B×M) runs ~20%
+        for b, (r0, r1) in enumerate(ctx.slices):              # faster than (M×B)(B×d)
+            if r1 > r0:
+                torch.mm(E[r0:r1], n[b], out=guw[r0:r1])
+                torch.mm(su[r0:r1].t(), E[r0:r1], out=gnt[b])
         glp = -g
         if ctx.include_pos:
             glp = glp + g * torch.exp2(lp.detach() * LOG2E - lse2)
-        return guw, gn, glp, None, None, None, None, None, None, None
+        return guw.mul_((s * wl)[:, None]), gnt.transpose(1, 2).contiguous(), glp, *([None] * 8)
+
+
+def _row_blocks(slices: tuple[tuple[int, int], ...], chunk: int):
+    """(first row, end row, block) for each run of at most ``chunk`` rows within each block's row slice."""
+    for g, (start, end) in enumerate(slices):
+        for r0 in range(start, end, chunk):
+            yield r0, min(end, r0 + chunk), g
 
 
 def _row_max(z: torch.Tensor, pos: torch.Tensor | None, mask_diag: bool) -> torch.Tensor:
@@ -291,20 +302,28 @@ def row_weights(w, rows: int, like: torch.Tensor) -> torch.Tensor:
 def fused_matrix_softmax(u: torch.Tensor, n: torch.Tensor, pos: torch.Tensor, w_neg=1.0, w_pos=1.0,
                          positive_in_denominator: bool = False, mask_diag: bool = False,
                          bounded: bool = False, want_tau1: bool = True,
-                         pos_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         pos_offset: torch.Tensor | None = None,
+                         bounds: list[tuple[int, int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of the softmax over S = u·nᵀ (and the τ = 1 rows); see ``FusedMatrixSoftmax``.
 
-    ``bounded``: the scores are cosines (|S| <= 1), so the τ = 1 rows need no max shift.
-    ``pos_offset`` (B,): subtracted from the scaled positive logit (the log-Q correction).
+    ``n``: (M, d), or (G, M, d) blocks of which block g serves the rows ``bounds[g]`` (grouped
+    negatives: one kernel for all blocks). ``bounded``: the scores are cosines (|S| <= 1), so the
+    τ = 1 rows need no max shift. ``pos_offset`` (B,): subtracted from the scaled positive logit
+    (the log-Q correction).
     """
-    B, M = u.shape[0], n.shape[0]
+    B = u.shape[0]
+    blocks = n if n.dim() == 3 else n[None]
+    slices = tuple(bounds) if bounds is not None else ((0, B),)
+    if len(slices) != blocks.shape[0]:
+        raise ValueError(f"{blocks.shape[0]} negative blocks for {len(slices)} row slices")
+    M = blocks.shape[1]
     w = row_weights(w_neg, B, u)
     lp = pos * (w_pos.to(pos.dtype) if isinstance(w_pos, torch.Tensor) else w_pos)
     if pos_offset is not None:
         lp = lp - pos_offset
     chunk = max(1, FUSED_CHUNK_ELEMENTS // max(1, M))
-    return FusedMatrixSoftmax.apply(u, n, lp, w, pos.detach(), bool(positive_in_denominator), mask_diag, chunk,
-                                    bool(bounded), bool(want_tau1))
+    return FusedMatrixSoftmax.apply(u, blocks, lp, w, pos.detach(), bool(positive_in_denominator), mask_diag, chunk,
+                                    bool(bounded), bool(want_tau1), slices)
 
 
 # ---------------------------------------------------------------------------
@@ -370,10 +389,6 @@ def group_bounds(rows: int, groups: int) -> list[tuple[int, int]]:
     """Contiguous, near-equal row slices ``[(start, end)]`` of a batch, one per negative block."""
     edges = [rows * g // groups for g in range(groups + 1)]
     return list(zip(edges[:-1], edges[1:]))
-
-
-def _rows_of(w, start: int, end: int):
-    return w[start:end] if isinstance(w, torch.Tensor) and w.dim() == 1 else w
 
 
 # ---------------------------------------------------------------------------
@@ -512,12 +527,9 @@ class AdapTauLoss(torch.nn.Module):
             bounds = negatives.row_bounds(B)
             if self.fused and softmax:
                 use_fused = True
-                parts = [fused_matrix_softmax(u[s:e], blocks[g], pos[s:e], _rows_of(w_neg, s, e),
-                                              _rows_of(w_pos, s, e), include, bounded=nu and ni,
-                                              want_tau1=track_tau1)
-                         for g, (s, e) in enumerate(bounds) if e > s]
-                rows = torch.cat([r for r, _ in parts])
-                tau1 = torch.cat([r1 for _, r1 in parts]) if track_tau1 else None
+                rows, rows1 = fused_matrix_softmax(u, blocks, pos, w_neg, w_pos, include, bounded=nu and ni,
+                                                   want_tau1=track_tau1, bounds=bounds)
+                tau1 = rows1 if track_tau1 else None
             else:
                 neg = torch.cat([u[s:e] @ blocks[g].t() for g, (s, e) in enumerate(bounds) if e > s])
         elif use_fused:
