@@ -81,7 +81,7 @@ class EngineStep:
     def __init__(self, ds, cfg, world=None, trained=None, seed: int = 0):
         from adaptau_cli.engine import distributed as dist
         from adaptau_cli.engine.backbone import scoring_embeddings
-        from adaptau_cli.engine.optimizers import make_optimizer, row_lookup
+        from adaptau_cli.engine.optimizers import make_optimizer
         from adaptau_cli.engine.trainer import _Batches
         from adaptau_cli.method.losses import AdapTauLoss
         from adaptau_cli.method.rivals import make_criterion
@@ -94,7 +94,6 @@ class EngineStep:
         self.trained = self.model if trained is None else trained(self.model)
         self.criterion = make_criterion(cfg.parts().loss, ds.item_popularity, AdapTauLoss)
         self.optimizer = make_optimizer(self.model, cfg.lr, self.criterion.parameters(), cfg.optimizer)
-        self.lookup = row_lookup(cfg.optimizer)
         self.temps = TemperatureController(cfg.parts().temperature, ds.n_users, ds.n_items, ds.train.users,
                                            ds.train.items, "cpu")
         u, i, _ = scoring_embeddings(self.model, cfg.norm)
@@ -118,8 +117,7 @@ class EngineStep:
     def __call__(self, sync: bool = True, zero: bool = True, step: bool = True) -> None:
         """One step; ``sync=False``: backward under DDP's ``no_sync``; ``zero=False``: add to the gradients
         already there; ``step=False``: no Adam step (gradient accumulation)."""
-        from adaptau_cli.engine.trainer import _average_undistributed, _global_value, _shard
-        from adaptau_cli.method.losses import gather_batch, l2_penalty
+        from adaptau_cli.engine.trainer import _average_undistributed, _batch_objective, _global_value, _shard
 
         cfg, world = self.cfg, self.world
         users, pos, negs = self.next_batch()
@@ -128,14 +126,8 @@ class EngineStep:
             users, pos, negs, bounds, share = _shard(users, pos, negs, cfg.negatives, world)
         ctx = self.trained.no_sync() if not sync else _nullcontext()
         with ctx:
-            user_table, item_table = self.trained()
-            w_neg, w_pos = self.temps.inverse_temperatures(users)
-            rows = gather_batch(user_table, item_table, users, pos, cfg.negatives, negs, bounds, self.lookup)
-            res = self.criterion(rows.users, rows.pos, rows.negatives, w_neg, w_pos, True)
-            raw_users, raw_items = self.model.raw_tables()
-            own = raw_users is user_table and raw_items is item_table
-            res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             self.neg_l2_weight, bounds, self.lookup, rows if own else None)
+            res = _batch_objective(self.model, self.trained(), self.criterion, self.temps, cfg, (users, pos, negs),
+                                   bounds, True, self.neg_l2_weight)
             if world.active:
                 res.loss = res.loss * share
                 if sync:

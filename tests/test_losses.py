@@ -298,7 +298,7 @@ def test_gather_batch_reads_each_table_once_and_gives_the_separate_lookups_numbe
     Us, Is = (torch.nn.Parameter(t.detach().clone()) for t in (U, I))
     rows = L.gather_batch(Us, Is, users, pos, negatives, negs, lookup=L.sparse_rows)
     one = crit(rows.users, rows.pos, rows.negatives, w).loss + L.l2_penalty(
-        0.1, Us, Is, users, pos, negatives, negs, lookup=L.sparse_rows, rows=rows)
+        0.1, Us, Is, users, pos, negatives, negs, rows=rows)
     if negatives in ("shared", "grouped"):
         one.backward()
         assert Us.grad._nnz() == B and Is.grad._nnz() == B + negs.numel()

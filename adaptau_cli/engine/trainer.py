@@ -58,6 +58,7 @@ from adaptau_cli.method.losses import (
     NEGATIVES,
     NORMS,
     AdapTauLoss,
+    BatchLoss,
     gather_batch,
     group_bounds,
     l2_penalty,
@@ -420,14 +421,8 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
             _average_undistributed(model, criterion, cfg, world)
             optimizer.step()
             continue
-        w_neg, w_pos = temperatures.inverse_temperatures(users)
-        rows = gather_batch(user_table, item_table, users, pos, cfg.negatives, negs, bounds, lookup)
-        res = criterion(rows.users, rows.pos, rows.negatives, w_neg, w_pos, track)
-        if cfg.l2 > 0:
-            raw_users, raw_items = model.raw_tables()
-            own = raw_users is user_table and raw_items is item_table   # MF without dropout: reuse the rows
-            res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
-                                             neg_l2_weight, bounds, lookup, rows if own else None)
+        res = _batch_objective(model, (user_table, item_table), criterion, temperatures, cfg, (users, pos, negs),
+                               bounds, track, neg_l2_weight)
         if world.active:
             res.loss = res.loss * share
             value = _global_value(res.loss, world)
@@ -457,6 +452,25 @@ def _train_epoch(model, optimizer, gen, cfg: TrainConfig, batches: _Batches, cri
     if not math.isfinite(epoch_loss):
         _diverged(out, epoch, batches.count - 1, f"the epoch's loss became {epoch_loss}", tau0, done_epochs)
     return _EpochPass(epoch_loss, float(pos_sum) / batches.n_pairs, time.perf_counter() - t0)
+
+
+def _batch_objective(model: torch.nn.Module, tables: tuple[torch.Tensor, torch.Tensor], criterion: AdapTauLoss,
+                     temperatures: TemperatureController, cfg: TrainConfig, batch: tuple, bounds, track: bool,
+                     neg_l2_weight: float) -> BatchLoss:
+    """One batch's loss from the model's (user, item) ``tables``: each table read once (``gather_batch``), the
+    criterion at the rows' 1/τ, and the L2 term on the raw tables, which reuses the gathered rows when the
+    tables are the raw ones (MF without dropout). ``benchmarks/bench_scale.py`` times this same call."""
+    users, pos, negs = batch
+    user_table, item_table = tables
+    w_neg, w_pos = temperatures.inverse_temperatures(users)
+    rows = gather_batch(user_table, item_table, users, pos, cfg.negatives, negs, bounds, row_lookup(cfg.optimizer))
+    res = criterion(rows.users, rows.pos, rows.negatives, w_neg, w_pos, track)
+    if cfg.l2 > 0:
+        raw_users, raw_items = model.raw_tables()
+        own = raw_users is user_table and raw_items is item_table
+        res.loss = res.loss + l2_penalty(cfg.l2, raw_users, raw_items, users, pos, cfg.negatives, negs,
+                                         neg_l2_weight, bounds, rows if own else None)
+    return res
 
 
 def _average_undistributed(model: torch.nn.Module, criterion: torch.nn.Module, cfg: TrainConfig,

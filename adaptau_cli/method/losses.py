@@ -264,8 +264,9 @@ class FusedMatrixSoftmax(torch.autograd.Function):
         s = torch.where(tot > 0, g * LN2 / tot, torch.zeros_like(tot))
         su = uw * s[:, None]
         guw = torch.empty_like(uw)
-        gnt = n.new_zeros(n.shape[0], n.shape[2], n.shape[1])   # per block, transposed: (d×B)(B×M) runs ~20%
-        for b, (r0, r1) in enumerate(ctx.slices):              # faster than (M×B)(B×d)
+        # each block's gradient transposed: (d×B)(B×M) runs ~20% faster than (M×B)(B×d)
+        gnt = n.new_zeros(n.shape[0], n.shape[2], n.shape[1])
+        for b, (r0, r1) in enumerate(ctx.slices):
             if r1 > r0:
                 torch.mm(E[r0:r1], n[b], out=guw[r0:r1])
                 torch.mm(su[r0:r1].t(), E[r0:r1], out=gnt[b])
@@ -455,18 +456,18 @@ class Negatives:
     @classmethod
     def from_indices(cls, kind: str, item_table: torch.Tensor, neg_items: torch.Tensor | None,
                      pos_items: torch.Tensor | None = None,
-                     bounds: list[tuple[int, int]] | None = None, lookup: RowLookup = dense_rows) -> "Negatives":
+                     bounds: list[tuple[int, int]] | None = None) -> "Negatives":
         """The negatives a sampler drew as indices into ``item_table`` (see ``batch_loss`` for the shapes).
 
         ``pos_items``: the batch's positive item ids, kept by in-batch negatives (which they are).
-        ``lookup``: how rows are gathered (``sparse_rows`` for a row-wise optimizer).
+        ``gather_batch`` gathers shared and grouped rows with the positives' instead.
         """
         if kind not in NEGATIVES:
             raise ValueError(f"unknown negatives {kind!r} (expected one of {', '.join(NEGATIVES)})")
         if kind == "shared":
-            return cls.shared(lookup(item_table, neg_items))
+            return cls.shared(dense_rows(item_table, neg_items))
         if kind == "grouped":
-            return cls.grouped(lookup(item_table, neg_items.reshape(-1)), neg_items.shape[0], bounds)
+            return cls.grouped(dense_rows(item_table, neg_items.reshape(-1)), neg_items.shape[0], bounds)
         if kind == "per-row":
             return cls.per_row(item_table, neg_items)
         if kind == "all":
@@ -567,8 +568,6 @@ def gather_batch(user_table: torch.Tensor, item_table: torch.Tensor, users: torc
     ``group_bounds``). The rows serve ``l2_penalty(rows=...)`` when the tables
     are the model's raw tables.
     """
-    if negatives not in NEGATIVES:
-        raise ValueError(f"unknown negatives {negatives!r} (expected one of {', '.join(NEGATIVES)})")
     user_rows = lookup(user_table, users)
     if negatives in ("shared", "grouped"):
         B = pos_items.shape[0]
@@ -577,23 +576,22 @@ def gather_batch(user_table: torch.Tensor, item_table: torch.Tensor, users: torc
         negs = (Negatives.shared(neg_rows) if negatives == "shared"
                 else Negatives.grouped(neg_rows, neg_items.shape[0], bounds))
         return BatchRows(user_rows, pos_rows, negs, neg_rows)
-    negs = Negatives.from_indices(negatives, item_table, neg_items, pos_items, bounds, lookup)
+    negs = Negatives.from_indices(negatives, item_table, neg_items, pos_items, bounds)   # no rows to gather
     return BatchRows(user_rows, lookup(item_table, pos_items), negs, None)
 
 
 def l2_penalty(l2: float, user_table: torch.Tensor, item_table: torch.Tensor, users: torch.Tensor,
                pos_items: torch.Tensor, negatives: str, neg_items: torch.Tensor | None,
                neg_l2_weight: float = 1.0, bounds: list[tuple[int, int]] | None = None,
-               lookup: RowLookup = dense_rows, rows: BatchRows | None = None) -> torch.Tensor | float:
+               rows: BatchRows | None = None) -> torch.Tensor | float:
     """``l2·(‖e_u‖² + ‖e_i‖² + Σ‖e_neg‖²)/(2B)`` on the raw tables (the published term; see the module docstring).
 
     Each negative row counts as often as it is a negative of some row: per-row
     by its draw count, shared B times, grouped by its slice's size, all-item by
-    ``neg_l2_weight`` (M/m) per row; in-batch adds nothing. ``lookup`` gathers
-    the rows (``sparse_rows`` for a row-wise optimizer; per-row and all touch
-    the whole item table and are refused with it). ``rows``: the batch's rows
-    already gathered from these same tables (``gather_batch``), used instead
-    of a second lookup.
+    ``neg_l2_weight`` (M/m) per row; in-batch adds nothing. ``rows``: the
+    batch's rows already gathered from these same tables (``gather_batch``),
+    used instead of a second lookup — and the only way the term's gradient
+    stays sparse under ``sparse_rows``.
     """
     if l2 <= 0:
         return 0.0
@@ -601,19 +599,19 @@ def l2_penalty(l2: float, user_table: torch.Tensor, item_table: torch.Tensor, us
     if rows is not None:
         reg = rows.users.pow(2).sum() + rows.pos.pow(2).sum()
     else:
-        reg = lookup(user_table, users).pow(2).sum() + lookup(item_table, pos_items).pow(2).sum()
+        reg = dense_rows(user_table, users).pow(2).sum() + dense_rows(item_table, pos_items).pow(2).sum()
     neg_rows = rows.neg_rows if rows is not None else None
     if negatives == "per-row":   # Σ_j count_j·‖e_j‖²: the same sum, without a B·M scatter in backward
         counts = torch.bincount(neg_items.reshape(-1), minlength=item_table.shape[0]).to(item_table.dtype)
         reg = reg + (counts * item_table.pow(2).sum(1)).sum()
     elif negatives == "shared":
-        neg_rows = lookup(item_table, neg_items) if neg_rows is None else neg_rows
+        neg_rows = dense_rows(item_table, neg_items) if neg_rows is None else neg_rows
         reg = reg + B * neg_rows.pow(2).sum()
     elif negatives == "grouped":   # block g is a negative of each of its slice's rows
         slices = bounds if bounds is not None else group_bounds(B, neg_items.shape[0])
         sizes = torch.tensor([e - s for s, e in slices], dtype=item_table.dtype,
                              device=item_table.device)
-        neg_rows = lookup(item_table, neg_items) if neg_rows is None else neg_rows.view(*neg_items.shape, -1)
+        neg_rows = dense_rows(item_table, neg_items) if neg_rows is None else neg_rows.view(*neg_items.shape, -1)
         reg = reg + (sizes * neg_rows.pow(2).sum((1, 2))).sum()
     elif negatives == "all":
         reg = reg + B * neg_l2_weight * item_table.pow(2).sum()
